@@ -1,0 +1,135 @@
+"""The `tinysplit` command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tinysplit.compiler.errors import CompileError
+
+app = typer.Typer(
+    help="Compile ONNX models into split deployments for microcontrollers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 70
+
+
+def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Bad input -> one clear line and exit 2; a bug -> one line and exit 70 (traceback with TINYSPLIT_DEBUG=1)."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CompileError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+            typer.echo(f"error: {e.strerror}: {e.filename}", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except typer.Exit:
+            raise
+        except Exception as e:
+            if os.environ.get("TINYSPLIT_DEBUG"):
+                traceback.print_exc()
+            typer.echo(f"internal error: {type(e).__name__}: {e} (set TINYSPLIT_DEBUG=1 for details)", err=True)
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    return wrapper
+
+
+def parse_input_shapes(specs: list[str] | None) -> dict[str, tuple[int, ...]] | None:
+    """`NAME:1,32,32,3` per input, or a bare `1,32,32,3` for a single-input model (key "")."""
+    if not specs:
+        return None
+    shapes: dict[str, tuple[int, ...]] = {}
+    for spec in specs:
+        name, _, dims = spec.rpartition(":")
+        try:
+            shape = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            raise CompileError(f"--input-shape {spec!r}: expected NAME:D0,D1,... with integer dims") from None
+        if any(d <= 0 for d in shape):
+            raise CompileError(f"--input-shape {spec!r}: dimensions must be positive")
+        shapes[name] = shape
+    return shapes
+
+
+InputShape = Annotated[
+    list[str] | None,
+    typer.Option("--input-shape", help="Fix an input's shape, e.g. input:1,28,28,1 (repeatable)."),
+]
+
+
+@app.command()
+@_friendly_errors
+def compile(
+    model: Annotated[Path, typer.Argument(help="The ONNX model.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder (replaced atomically).")] = Path("out"),
+    target: Annotated[str, typer.Option(help="Device profile: host, stm32, nrf52, esp32c3, rp2040, ...")] = "host",
+    input_shape: InputShape = None,
+    prefix: Annotated[str, typer.Option(help="C symbol prefix of the generated model.")] = "model",
+) -> None:
+    """Compile MODEL into device code and a report in OUT."""
+    from tinysplit.compiler.pipeline import CompileOptions, compile_model
+
+    if not prefix.isidentifier():
+        raise CompileError(f"--prefix {prefix!r} is not a C identifier")
+    report = compile_model(model, out, CompileOptions(target, parse_input_shapes(input_shape), prefix))
+    mem = report["memory"]
+    typer.echo(
+        f"{model.name} -> {out}/  target {report['target']['name']}: {report['totals']['layers']} layers, "
+        f"{report['totals']['macs']:,} MACs, arena {mem['arena_bytes']:,} B "
+        f"(lower bound {mem['lower_bound_bytes']:,} B), weights {mem['weight_bytes']:,} B"
+    )
+    for what in ("ram", "flash"):
+        if not report["fits"][what]:
+            typer.echo(f"warning: the model does not fit the {what} of {report['target']['name']}", err=True)
+
+
+@app.command()
+@_friendly_errors
+def inspect(
+    model: Annotated[Path, typer.Argument(help="The ONNX model.")],
+    input_shape: InputShape = None,
+) -> None:
+    """Per layer: op, shapes, dtype, MACs, parameter bytes, activation bytes; and totals."""
+    from tinysplit.compiler import frontend
+    from tinysplit.compiler.stats import graph_stats, totals
+    from tinysplit.passes.canonicalize import canonicalize
+
+    graph = canonicalize(frontend.load(model, parse_input_shapes(input_shape)))
+    layers = graph_stats(graph)
+    columns = f"{'#':>3}  {'op':<16} {'dtype':<7} {'input':<18} {'output':<18}"
+    typer.echo(f"{columns} {'MACs':>12} {'params B':>10} {'act B':>9}")
+    for i, s in enumerate(layers):
+        shape_in = " ".join("x".join(map(str, x)) for x in s.input_shapes)
+        shape_out = " ".join("x".join(map(str, x)) for x in s.output_shapes)
+        typer.echo(
+            f"{i:>3}  {s.op:<16} {s.dtype:<7} {shape_in:<18} {shape_out:<18} {s.macs:>12,} "
+            f"{s.param_bytes:>10,} {s.output_bytes:>9,}"
+        )
+    t = totals(layers)
+    typer.echo(
+        f"total: {t['layers']} layers, {t['macs']:,} MACs, {t['param_bytes']:,} parameter bytes, "
+        f"{t['activation_bytes']:,} activation bytes"
+    )
+
+
+def main() -> None:
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""model.onnx -> frontend -> passes -> backends -> output folder. The glue, and nothing else."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tinysplit.backends.c import emit_c, scratch_bytes
+from tinysplit.compiler import frontend
+from tinysplit.compiler.ir import Graph
+from tinysplit.compiler.output import atomic_directory
+from tinysplit.compiler.report import make_report, write_report
+from tinysplit.compiler.targets import Target, load_target
+from tinysplit.passes.canonicalize import canonicalize
+from tinysplit.passes.memory_plan import plan_memory
+
+
+@dataclass
+class CompileOptions:
+    target: str = "host"
+    input_shapes: dict[str, tuple[int, ...]] | None = None
+    prefix: str = "model"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_graph(model: str | Path, options: CompileOptions) -> tuple[Graph, Target]:
+    """Everything up to (not including) the backends: the planned device graph."""
+    target = load_target(options.target)
+    graph = frontend.load(model, options.input_shapes)
+    graph = canonicalize(graph)
+    graph = plan_memory(graph, lambda g, n: scratch_bytes(g, n, dsp=target.dsp))
+    return graph, target
+
+
+def compile_model(model: str | Path, out_dir: Path, options: CompileOptions) -> dict[str, Any]:
+    graph, target = build_graph(model, options)
+    report = make_report(graph, target, Path(model).name)
+    with atomic_directory(out_dir) as tmp:
+        emit_c(graph, tmp / "c", options.prefix)
+        write_report(report, tmp)
+        (tmp / "model.io.json").write_text(json.dumps(io_description(graph), indent=2) + "\n")
+    return report
+
+
+def io_description(graph: Graph) -> dict[str, Any]:
+    """Names, shapes, dtypes and quantization of the compiled model's inputs and outputs."""
+
+    def describe(name: str) -> dict[str, Any]:
+        t = graph.tensors[name]
+        entry: dict[str, Any] = {"name": name, "shape": list(t.shape), "dtype": t.dtype}
+        if t.quant is not None:
+            scale, zero_point = t.quant.scalar()
+            entry |= {"scale": scale, "zero_point": zero_point}
+        return entry
+
+    return {"inputs": [describe(t) for t in graph.inputs], "outputs": [describe(t) for t in graph.outputs]}

@@ -1,0 +1,99 @@
+"""The command line: a good model gives a complete folder; bad input gives one clear line, exit 2, no folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from typer.testing import CliRunner
+
+from tinysplit.compiler.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST = ROOT / "examples" / "mnist" / "lenet5.onnx"
+runner = CliRunner()
+
+
+def unsupported_model(path: Path) -> Path:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])
+    graph = helper.make_graph([helper.make_node("Erf", ["x"], ["y"], name="the_erf")], "g", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_compile_writes_complete_folder(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["compile", str(MNIST), "--target", "stm32", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    for name in ("c/model.c", "c/model.h", "c/runtime/include/tinysplit/kernels.h", "report.json", "report.md"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    assert report["target"]["name"] == "stm32"
+    assert report["totals"]["macs"] > 0
+    assert not list(tmp_path.glob(".out.*")), "temporary folders left behind"
+
+
+def test_inspect_lists_layers_and_totals() -> None:
+    result = runner.invoke(app, ["inspect", str(MNIST)])
+    assert result.exit_code == 0, result.output
+    assert "conv2d" in result.output and "fully_connected" in result.output
+    assert "total:" in result.output and "MACs" in result.output
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing_file", "garbage_file", "unsupported_op", "unknown_target", "bad_input_shape"],
+)
+def test_bad_input_is_refused_cleanly(tmp_path: Path, case: str) -> None:
+    out = tmp_path / "out"
+    model, extra, expect = MNIST, [], ""
+    if case == "missing_file":
+        model, expect = tmp_path / "nope.onnx", "nope.onnx"
+    elif case == "garbage_file":
+        model = tmp_path / "garbage.onnx"
+        model.write_bytes(b"\x00\x01 this is not a protobuf \xff" * 10)
+        expect = "garbage.onnx"
+    elif case == "unsupported_op":
+        model, expect = unsupported_model(tmp_path / "erf.onnx"), "the_erf"
+    elif case == "unknown_target":
+        extra, expect = ["--target", "pdp11"], "pdp11"
+    elif case == "bad_input_shape":
+        extra, expect = ["--input-shape", "input:1,x,28"], "--input-shape"
+    result = runner.invoke(app, ["compile", str(model), "-o", str(out), *extra])
+    assert result.exit_code == 2, result.output
+    assert "error:" in result.output and expect in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()
+    assert not list(tmp_path.glob(".out*")), "temporary folders left behind"
+
+
+def test_failed_compile_keeps_previous_output(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["compile", str(MNIST), "-o", str(out)]).exit_code == 0
+    before = (out / "c" / "model.c").read_bytes()
+    result = runner.invoke(app, ["compile", str(unsupported_model(tmp_path / "erf.onnx")), "-o", str(out)])
+    assert result.exit_code == 2
+    assert (out / "c" / "model.c").read_bytes() == before
+
+
+def test_console_script_runs() -> None:
+    exe = shutil.which("tinysplit") or str(Path(sys.executable).with_name("tinysplit"))
+    proc = subprocess.run([exe, "--help"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and "compile" in proc.stdout
+
+
+def test_mnist_input_shape_override(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    name = onnx.load(MNIST).graph.input[0].name
+    result = runner.invoke(app, ["compile", str(MNIST), "-o", str(out), "--input-shape", f"{name}:1,1,28,28"])
+    assert result.exit_code == 0, result.output
+    io = json.loads((out / "model.io.json").read_text())
+    assert int(np.prod(io["inputs"][0]["shape"])) == 784
