@@ -220,7 +220,7 @@ def _elementwise(graph: Graph, node: Node, kind: str) -> tuple[str, list[Arg]]:
         fields |= {"b_multiplier": p.b_multiplier, "b_shift": p.b_shift}
         fields |= {"out_multiplier": p.out_multiplier, "out_shift": p.out_shift}
     else:
-        m, s = quant.quantize_multiplier(_scale(a) * _scale(b) / _scale(y))
+        m, s = quant.mul_multiplier(_scale(a), _scale(b), _scale(y))
         fields |= {"a_multiplier": 0, "a_shift": 0, "b_multiplier": 0, "b_shift": 0}
         fields |= {"out_multiplier": m, "out_shift": s}
     fields |= {"output_offset": _zp(y), "act_min": lo, "act_max": hi}
@@ -248,16 +248,11 @@ def _clip(graph: Graph, node: Node) -> tuple[str, list[Arg]]:
     return f"clip_{suffix}", [lo, hi, y.size, Buffer(x.name), Buffer(y.name)]
 
 
-def _sigmoid_fn(v: np.ndarray) -> np.ndarray:
-    return np.asarray(1.0 / (1.0 + np.exp(-v)))
-
-
 def _unary(graph: Graph, node: Node) -> tuple[str, list[Arg]]:
     x, y = _t(graph, node.inputs[0]), _t(graph, node.outputs[0])
     if x.dtype == "int8":
         assert x.quant is not None and y.quant is not None
-        fn = _sigmoid_fn if node.op == "sigmoid" else np.tanh
-        table = quant.lookup_table(fn, x.quant, y.quant)
+        table = quant.lookup_table(quant.UNARY[node.op], x.quant, y.quant)
         return "lookup_s8", [Array("int8", table), y.size, Buffer(x.name), Buffer(y.name)]
     return f"{node.op}_f32", [y.size, Buffer(x.name), Buffer(y.name)]
 
@@ -340,8 +335,8 @@ def _pad(graph: Graph, node: Node) -> tuple[str, list[Arg]]:
     pads8 = lead + pads[:rank] + lead + pads[rank:]
     value = float(node.attrs.get("value", 0.0))
     if x.dtype == "int8":
-        q = int(np.clip(_zp(x) + quant.round_half_away(np.array(value / _scale(x))), -128, 127))
-        fill = Array("int8", np.array([q], dtype=np.int8))
+        assert x.quant is not None
+        fill = Array("int8", np.array([quant.quantize_constant(value, x.quant)], dtype=np.int8))
     else:
         fill = Array("float32", np.array([value], dtype=np.float32))
     dims = Array("int32", np.array(pad4(x.shape, node.name)))
