@@ -127,6 +127,17 @@ def inspect(
     )
 
 
+def _register_server_commands() -> None:
+    from tinysplit.server.cli import keys_app
+    from tinysplit.server.cli import serve as serve_command
+
+    app.add_typer(keys_app, name="keys")
+    app.command("serve")(serve_command)
+
+
+_register_server_commands()
+
+
 def main() -> None:
     sys.exit(app())
 
