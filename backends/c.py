@@ -13,6 +13,7 @@ import shutil
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import cast
 
 import jinja2
 import numpy as np
@@ -25,15 +26,20 @@ from tinysplit.backends.lower import (
     ElemSize,
     KernelCall,
     Null,
+    RandomBytes,
     Scratch,
     Struct,
     Value,
     lower,
 )
+from tinysplit.backends.lower import (
+    scratch_bytes as lower_scratch_bytes,
+)
 from tinysplit.compiler.ir import Graph, Node
 from tinysplit.passes.memory_plan import MemoryPlan
 
-CTYPES = {"int8": "int8_t", "float32": "float", "int32": "int32_t"}
+CTYPES = {"int8": "int8_t", "float32": "float", "int32": "int32_t", "uint32": "uint32_t"}
+RANDOM_CHUNK = 64  # elements per ts_platform_random fill: a noise layer takes 256 B of stack, not 4 B/element
 
 
 @dataclass
@@ -95,6 +101,8 @@ class _Renderer:
         counter = iter(range(1000))
         args = [self.arg(layer, a, next(counter), call.node) for a in call.args]
         layer.call = f"ts_{call.kernel}({', '.join(args)});"
+        if any(isinstance(a, RandomBytes) for a in call.args):
+            layer.call = self.random_pieces(call, args)
         if layer.setup:
             layer.call = f"{{ {layer.setup} {layer.call} }}"
         return layer
@@ -119,7 +127,23 @@ class _Renderer:
             return f"({self.prefix}_arena + {self.plan.offsets[key]})" if key in self.plan.offsets else "NULL"
         if isinstance(a, Null):
             return "NULL"
+        if isinstance(a, RandomBytes):
+            return f"l{layer.index}_random"
         return _scalar(a)
+
+    def random_pieces(self, call: KernelCall, args: list[str]) -> str:
+        """An elementwise call on platform random bytes (lower.RandomBytes), run RANDOM_CHUNK elements at a
+        time from a stack buffer refilled by ts_platform_random before each piece."""
+        at = next(i for i, a in enumerate(call.args) if isinstance(a, RandomBytes))
+        per, size = cast(RandomBytes, call.args[at]).per_element, int(cast(int, call.args[at + 1]))
+        chunk, buf = min(RANDOM_CHUNK, size), args[at]
+        piece = [f"{text} + i" if isinstance(a, Buffer) else text for a, text in zip(call.args, args, strict=True)]
+        piece[at + 1] = "n"
+        return (
+            f"{{ uint8_t {buf}[{chunk * per}]; int32_t i; for (i = 0; i < {size}; i += {chunk}) {{ "
+            f"const int32_t n = {size} - i < {chunk} ? {size} - i : {chunk}; "
+            f"ts_platform_random({buf}, (size_t)n * {per}); ts_{call.kernel}({', '.join(piece)}); }} }}"
+        )
 
     def array(self, layer: CLayer, a: Array, name: str) -> str:
         n = int(np.asarray(a.values).size)
@@ -200,5 +224,6 @@ def copy_runtime(dest: Path) -> list[Path]:
 
 
 def scratch_bytes(graph: Graph, node: Node, dsp: bool) -> int:
-    """Scratch a layer's kernel needs: mirrors runtime_c's *_get_buffer_size (a test checks they agree)."""
-    return 0
+    """Deprecated alias kept while the split passes move to backends.lower.scratch_bytes."""
+    del dsp
+    return lower_scratch_bytes(graph, node)

@@ -56,7 +56,17 @@ class Null:
     pass
 
 
-Arg = Struct | Array | Buffer | BufferList | ElemSize | Scratch | Null | Scalar
+@dataclass
+class RandomBytes:
+    """`per_element` fresh bytes per element from the platform's CSPRNG (ts_platform_random), filled
+    right before the call. Such a call is elementwise over its int argument `size` (the one after this
+    argument) and its Buffers: a backend may fill a small buffer and run it in pieces, advancing every
+    Buffer by the piece's start, so the device never holds random bytes for a whole tensor."""
+
+    per_element: int
+
+
+Arg = Struct | Array | Buffer | BufferList | ElemSize | Scratch | Null | RandomBytes | Scalar
 
 
 @dataclass
@@ -77,6 +87,23 @@ def lower(graph: Graph) -> list[KernelCall]:
         kernel, args = fn(graph, node)
         calls.append(KernelCall(index, node.name, node.op, kernel, args))
     return calls
+
+
+def scratch_bytes(graph: Graph, node: Node) -> int:
+    """Scratch a layer's kernel asks for: runtime_c's *_get_buffer_size, for the build that needs the most
+    (the SIMD path on Cortex-M with DSP), so one arena fits every build of the generated code."""
+    x = graph.tensors[node.inputs[0]]
+    if x.dtype != "int8":
+        return 0
+    if node.op == "conv2d":
+        _, kh, kw, cin_g = graph.tensors[node.inputs[1]].shape
+        if is_depthwise(graph, node):
+            return 2 * 4 * kh * kw
+        k = kh * kw * cin_g
+        return 4 * 2 * k + ((k + 3) & ~3 if cin_g % 4 else 0)
+    if node.op == "fully_connected":
+        return 2 * graph.tensors[node.inputs[1]].shape[1]
+    return 0
 
 
 def is_depthwise(graph: Graph, node: Node) -> bool:
@@ -307,12 +334,30 @@ def _reshape(graph: Graph, node: Node) -> tuple[str, list[Arg]]:
     return "copy", [y.nbytes, Buffer(x.name), Buffer(y.name)]
 
 
+def coalesce_transpose(shape: tuple[int, ...], perm: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The same data movement on fewer axes: drop size-1 axes, merge input axes that stay adjacent.
+
+    A channel shuffle's rank-5 transpose (1,4,28,56,56) perm (0,2,1,3,4) becomes (4,28,3136) perm (1,0,2).
+    """
+    keep = [a for a in range(len(shape)) if shape[a] != 1]
+    order = [a for a in perm if shape[a] != 1]
+    runs: list[list[int]] = []
+    for a in order:
+        if runs and keep.index(a) == keep.index(runs[-1][-1]) + 1:
+            runs[-1].append(a)
+        else:
+            runs.append([a])
+    by_input = sorted(runs, key=lambda r: r[0])
+    dims = tuple(int(np.prod([shape[a] for a in r])) for r in by_input)
+    return dims, tuple(by_input.index(r) for r in runs)
+
+
 def _transpose(graph: Graph, node: Node) -> tuple[str, list[Arg]]:
     x, y = _t(graph, node.inputs[0]), _t(graph, node.outputs[0])
-    perm = list(node.attrs["perm"])
+    shape, perm = coalesce_transpose(x.shape, tuple(node.attrs["perm"]))
     lead = 4 - len(perm)
     perm4 = list(range(lead)) + [p + lead for p in perm]
-    dims = Array("int32", np.array(pad4(x.shape, node.name)))
+    dims = Array("int32", np.array(pad4(shape, node.name)))
     return "transpose", [ElemSize(x.dtype), dims, Array("int32", np.array(perm4)), Buffer(x.name), Buffer(y.name)]
 
 
@@ -343,6 +388,17 @@ def _pad(graph: Graph, node: Node) -> tuple[str, list[Arg]]:
     return "pad", [ElemSize(x.dtype), dims, Array("int32", np.array(pads8)), fill, Buffer(x.name), Buffer(y.name)]
 
 
+def _noise(graph: Graph, node: Node) -> tuple[str, list[Arg]]:
+    x, y = _t(graph, node.inputs[0]), _t(graph, node.outputs[0])
+    if x.dtype != "int8":
+        raise UnsupportedError(node.name, node.op, "noise runs on int8 tensors: quantize the model first")
+    _same_quant(node, x, y)
+    k, cdf = quant.noise_table(str(node.attrs["distribution"]), float(node.attrs["scale"]))
+    params = Struct("noise_params", {"min_value": -k, "table_size": len(cdf), "cdf": Array("uint32", cdf)})
+    random = RandomBytes(quant.NOISE_WORD_BYTES)
+    return "noise_s8", [params, random, y.size, Buffer(x.name), Buffer(y.name)]
+
+
 _LOWERINGS = {
     "conv2d": _conv2d,
     "fully_connected": _fully_connected,
@@ -361,4 +417,5 @@ _LOWERINGS = {
     "transpose": _transpose,
     "concat": _concat,
     "pad": _pad,
+    "noise": _noise,
 }

@@ -80,13 +80,26 @@ def compile(
     target: Annotated[str, typer.Option(help="Device profile: host, stm32, nrf52, esp32c3, rp2040, ...")] = "host",
     input_shape: InputShape = None,
     prefix: Annotated[str, typer.Option(help="C symbol prefix of the generated model.")] = "model",
+    quantize: Annotated[str | None, typer.Option("--quantize", help="Quantize a float model: int8.")] = None,
+    calibration: Annotated[
+        Path | None, typer.Option(help="Calibration data for --quantize: .npy, .npz or a folder of images.")
+    ] = None,
+    calibration_method: Annotated[str, typer.Option(help="minmax, percentile or entropy.")] = "minmax",
 ) -> None:
     """Compile MODEL into device code and a report in OUT."""
     from tinysplit.compiler.pipeline import CompileOptions, compile_model
 
     if not prefix.isidentifier():
         raise CompileError(f"--prefix {prefix!r} is not a C identifier")
-    report = compile_model(model, out, CompileOptions(target, parse_input_shapes(input_shape), prefix))
+    if quantize not in (None, "int8"):
+        raise CompileError(f"--quantize {quantize!r}: only int8 is supported")
+    if quantize and calibration is None:
+        raise CompileError("--quantize int8 needs --calibration PATH (.npy, .npz or a folder of images)")
+    if calibration_method not in ("minmax", "percentile", "entropy"):
+        raise CompileError(f"--calibration-method {calibration_method!r}: use minmax, percentile or entropy")
+    options = CompileOptions(target, parse_input_shapes(input_shape), prefix)
+    options.quantize, options.calibration, options.calibration_method = quantize, calibration, calibration_method
+    report = compile_model(model, out, options)
     mem = report["memory"]
     typer.echo(
         f"{model.name} -> {out}/  target {report['target']['name']}: {report['totals']['layers']} layers, "

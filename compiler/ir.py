@@ -52,6 +52,12 @@ OPS: dict[str, OpSpec] = {
     "quantize": OpSpec("x float32", "output quant; round half to even, as ONNX QuantizeLinear"),
     "dequantize": OpSpec("x int8", "input quant"),
     "requantize": OpSpec("x int8", "int8 -> int8 between two quantizations"),
+    "noise": OpSpec(
+        "x int8 (y shares its quant)",
+        "distribution (gaussian|laplace) scale (standard deviation in quantization steps) "
+        "seed (int in [0, 2**64): reproducible ChaCha20 stream; None: the device CSPRNG, production) "
+        "offset (bytes of that stream earlier noise nodes use per inference)",
+    ),
 }
 
 
@@ -153,8 +159,11 @@ class Graph:
     def rebuild_edges(self) -> None:
         """Recompute edges after nodes' inputs/outputs were edited in place."""
         self.dag.remove_edges_from(list(self.dag.edges))
-        for node in self.nodes():
-            self._connect(node)
+        producers = self.producers()  # once, not per node: linear in the graph's size
+        for name in self.dag.nodes:
+            for t in self.node(name).inputs:
+                if t in producers and producers[t] != name:
+                    self.dag.add_edge(producers[t], name)
 
     def _connect(self, node: Node) -> None:
         producers = self.producers()

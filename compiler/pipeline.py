@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tinysplit.backends.c import emit_c, scratch_bytes
+import onnx
+
+from tinysplit.backends.c import emit_c
+from tinysplit.backends.lower import scratch_bytes
+from tinysplit.backends.onnx_export import export_onnx
 from tinysplit.compiler import frontend
 from tinysplit.compiler.ir import Graph
 from tinysplit.compiler.output import atomic_directory
@@ -15,6 +19,7 @@ from tinysplit.compiler.report import make_report, write_report
 from tinysplit.compiler.targets import Target, load_target
 from tinysplit.passes.canonicalize import canonicalize
 from tinysplit.passes.memory_plan import plan_memory
+from tinysplit.passes.quantize import quantize_for_compile
 
 
 @dataclass
@@ -22,15 +27,20 @@ class CompileOptions:
     target: str = "host"
     input_shapes: dict[str, tuple[int, ...]] | None = None
     prefix: str = "model"
-    extra: dict[str, Any] = field(default_factory=dict)
+    quantize: str | None = None  # "int8": post-training quantization of a float model
+    calibration: Path | None = None
+    calibration_method: str = "minmax"
 
 
-def build_graph(model: str | Path, options: CompileOptions) -> tuple[Graph, Target]:
+def build_graph(model: str | Path | onnx.ModelProto, options: CompileOptions) -> tuple[Graph, Target]:
     """Everything up to (not including) the backends: the planned device graph."""
     target = load_target(options.target)
     graph = frontend.load(model, options.input_shapes)
     graph = canonicalize(graph)
-    graph = plan_memory(graph, lambda g, n: scratch_bytes(g, n, dsp=target.dsp))
+    if options.quantize == "int8":
+        assert options.calibration is not None
+        graph = quantize_for_compile(graph, options.calibration, options.calibration_method)
+    graph = plan_memory(graph, scratch_bytes)
     return graph, target
 
 
@@ -40,6 +50,8 @@ def compile_model(model: str | Path, out_dir: Path, options: CompileOptions) -> 
     with atomic_directory(out_dir) as tmp:
         emit_c(graph, tmp / "c", options.prefix)
         write_report(report, tmp)
+        if options.quantize:
+            onnx.save(export_onnx(graph), tmp / "model.int8.qdq.onnx")
         (tmp / "model.io.json").write_text(json.dumps(io_description(graph), indent=2) + "\n")
     return report
 

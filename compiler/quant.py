@@ -202,3 +202,47 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 # The real functions behind the int8 lookup-table ops (quant.lookup_table(UNARY[op], qx, qy)).
 UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {"sigmoid": sigmoid, "tanh": np.tanh}
+
+
+# Noise at the cut (passes/noise.py, reference.noise, runtime_c/src/noise_s8.c). The device adds an
+# integer n to every int8 element of a sent tensor and saturates: y = sat8(x + n). n is the noise law
+# (scale = its standard deviation sigma, in quantization steps of the tensor) rounded to the nearest
+# integer, drawn by inversion from one little-endian 32-bit uniform word u per element:
+#     n = -K + #{i : cdf[i] <= u},   cdf[i] = min(round(2**32 * P(n <= i - K)), 2**32 - 1), i in [0, 2K)
+# K is the smallest bound (at most NOISE_MAX_STEPS) beyond which each tail holds less than 2**-33 of
+# the mass; that mass is folded into +-K. |n| >= 255 saturates every int8 x, so the cap changes no
+# output. One table lookup per element, integers only: the device needs no floating point.
+NOISE_DISTRIBUTIONS = ("gaussian", "laplace")
+NOISE_MAX_STEPS = 255
+NOISE_WORD_BYTES = 4  # random bytes per element
+
+
+def noise_cdf(distribution: str, scale: float, t: np.ndarray) -> np.ndarray:
+    """P(sigma * Z <= t) of the continuous law, sigma = scale (Laplace: b = sigma / sqrt(2))."""
+    t = np.asarray(t, dtype=np.float64)
+    if distribution == "gaussian":
+        return np.array([0.5 * math.erfc(-v / (scale * math.sqrt(2.0))) for v in t.reshape(-1)]).reshape(t.shape)
+    if distribution == "laplace":
+        b = scale / math.sqrt(2.0)
+        return np.where(t < 0, 0.5 * np.exp(np.minimum(t, 0) / b), 1.0 - 0.5 * np.exp(-np.maximum(t, 0) / b))
+    raise ValueError(f"noise distribution {distribution!r} is not one of {', '.join(NOISE_DISTRIBUTIONS)}")
+
+
+def noise_table(distribution: str, scale: float) -> tuple[int, np.ndarray]:
+    """(K, cdf uint32[2K]) of the rounded noise law: see the comment above NOISE_DISTRIBUTIONS."""
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"noise scale must be positive and finite, got {scale}")
+    # P(n <= k) = P(sigma Z < k + 1/2): rounding to nearest, ties have probability 0
+    lower_tail = noise_cdf(distribution, scale, -np.arange(1, NOISE_MAX_STEPS + 1) - 0.5)  # P(n < -K)
+    negligible = np.flatnonzero(lower_tail * 2.0**32 < 0.5)
+    k = int(negligible[0]) + 1 if negligible.size else NOISE_MAX_STEPS
+    cdf = noise_cdf(distribution, scale, np.arange(-k, k) + 0.5)
+    return k, np.minimum(np.floor(cdf * 2.0**32 + 0.5), 2.0**32 - 1).astype(np.uint32)
+
+
+def add_noise(x: np.ndarray, k: int, cdf: np.ndarray, random: bytes) -> np.ndarray:
+    """y = sat8(x + n): element j (row-major) draws n from bytes 4j..4j+3 of `random` (see above)."""
+    u = np.frombuffer(random, dtype="<u4", count=x.size)
+    n = np.searchsorted(cdf, u, side="right").astype(np.int32) - k
+    y = np.clip(np.asarray(x).reshape(-1).astype(np.int32) + n, INT8_MIN, INT8_MAX)
+    return y.astype(np.int8).reshape(np.shape(x))

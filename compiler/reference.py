@@ -35,16 +35,24 @@ CMSIS-NN), then a right shift rounding half away from zero):
 - reshape, transpose, concat, pad: data movement; x (every input for concat) and y must share quant.
   The pad value v (real units) becomes quant.quantize_constant(v) = sat(zy + round_half_away(v / sy)).
 - quantize: quant.quantize (half to even, as ONNX QuantizeLinear); dequantize: quant.dequantize.
+- noise (x and y share quant): y = sat8(x + n) = quant.add_noise(x, K, cdf, random) with
+  (K, cdf) = quant.noise_table(distribution, scale): element j (row-major) reads the little-endian
+  uint32 u = random[4j..4j+3] and n = -K + #{i : cdf[i] <= u}. random is the ChaCha20 keystream
+  (RFC 8439; key = seed as 32 little-endian bytes, 96-bit nonce 0, block counter 0) from byte
+  offset * batch on (batch = x.shape[0]), what the host C harness's ts_platform_random returns for one
+  inference from a fresh stream when batch is 1; seed None draws os.urandom, as a device would.
 Inconsistent graphs (missing quant, quant mismatch, wrong dtypes or shapes) raise ValueError.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 from tinysplit.compiler import quant as Q
 from tinysplit.compiler.ir import DTYPES, Graph, Node, Quant, Tensor
@@ -264,6 +272,30 @@ def requantize(n: Node, xs: list[np.ndarray], ts: list[Tensor], y: Tensor) -> np
     return _clamp_q(Q.requantize(xs[0].astype(np.int64) - zx, *Q.quantize_multiplier(sx / sy)) + zy, n, y)
 
 
+def noise_keystream(seed: int, offset: int, size: int) -> bytes:
+    """`size` bytes of the ChaCha20 keystream (RFC 8439) keyed by `seed`, from byte `offset` on."""
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"noise seed {seed} outside [0, 2**64)")
+    block, skip = divmod(offset, 64)
+    nonce = block.to_bytes(4, "little") + bytes(12)  # cryptography's 16-byte nonce: counter, then nonce
+    stream = Cipher(algorithms.ChaCha20(seed.to_bytes(32, "little"), nonce), mode=None).encryptor()
+    return stream.update(bytes(skip + size))[skip:]
+
+
+def noise(n: Node, xs: list[np.ndarray], ts: list[Tensor], y: Tensor) -> np.ndarray:
+    _expect(n, ts, ["int8"])
+    _same_quant(n, ts, y)
+    x = xs[0]
+    k, cdf = Q.noise_table(str(n.attrs["distribution"]), float(n.attrs["scale"]))
+    size = Q.NOISE_WORD_BYTES * x.size
+    seed = n.attrs.get("seed")
+    if seed is None:
+        random = os.urandom(size)
+    else:
+        random = noise_keystream(int(seed), int(n.attrs.get("offset", 0)) * (x.shape[0] if x.ndim else 1), size)
+    return Q.add_noise(x, k, cdf, random)
+
+
 OP_FUNCS: dict[str, OpFn] = {
     "conv2d": conv2d,
     "fully_connected": fully_connected,
@@ -282,6 +314,7 @@ OP_FUNCS: dict[str, OpFn] = {
     "quantize": quantize,
     "dequantize": dequantize,
     "requantize": requantize,
+    "noise": noise,
 }
 
 

@@ -108,11 +108,11 @@ def test_elementwise_works_in_place_when_its_input_dies() -> None:
 def test_real_models_arena_close_to_lower_bound(name: str) -> None:
     if not (SHARED / name).exists():
         pytest.skip(f"shared models folder {SHARED} not present")
-    from tinysplit.backends.c import scratch_bytes
+    from tinysplit.backends.lower import scratch_bytes
     from tinysplit.compiler import frontend
     from tinysplit.passes.canonicalize import canonicalize
 
     g = canonicalize(frontend.load(SHARED / name))
-    plan = make_plan(g, lambda graph, node: scratch_bytes(graph, node, dsp=True))
+    plan = make_plan(g, scratch_bytes)
     assert_valid(g, plan)
     assert plan.arena_bytes <= 1.10 * plan.lower_bound_bytes, (plan.arena_bytes, plan.lower_bound_bytes)

@@ -5,7 +5,14 @@
  * - Activations are channels-last (NHWC); rank-4 dims are given as ts_dims {n, h, w, c}.
  * - One function per kernel variant; parameters in small structs; every kernel that needs
  *   scratch memory has a *_get_buffer_size companion returning bytes (0 when none is needed).
- *   The caller hands scratch in from the static arena; kernels never allocate.
+ *   The caller hands scratch in from the static arena; kernels never allocate. Scratch must be
+ *   4-byte aligned. The sizes depend on the build: only the Armv7E-M DSP paths (cores with
+ *   __ARM_FEATURE_DSP: Cortex-M4/M7/M33...) use scratch; elsewhere every size is 0. A kernel given
+ *   NULL (or misaligned) scratch falls back to its plain C path: correct, only slower.
+ *   With DSP, in bytes (K = KH * KW * Cin/groups):
+ *     ts_conv_s8:            8 * K, plus (K + 3) & ~3 when (Cin/groups) % 4 != 0
+ *     ts_depthwise_conv_s8:  8 * KH * KW
+ *     ts_fully_connected_s8: 2 * depth
  * - int8 numerics are specified by tinysplit/compiler/quant.py and must agree bit for bit:
  *   requantize(acc, m, s) = rdiv_pot(high_mul(acc << max(s,0), m), max(-s,0)),
  *   high_mul(a, m) = (a * m + 2^30) >> 31 on 64 bits, rdiv_pot rounds half away from zero.
@@ -17,6 +24,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "tinysplit/platform.h" /* ts_platform_random: generated code fills ts_noise_s8's bytes with it */
 
 #ifdef __cplusplus
 extern "C" {
@@ -49,7 +58,8 @@ typedef struct {
     ts_hw stride;
     ts_hw dilation;
     ts_padding pad;
-    int32_t groups; /* ts_conv_s8: any divisor of input channels; 1 is the fast path */
+    int32_t groups; /* ts_conv_s8: any divisor of input and output channels (each group runs the
+                       fast path); ts_depthwise_conv_s8 ignores it */
     int32_t act_min, act_max;
 } ts_conv_params;
 
@@ -60,7 +70,8 @@ void ts_conv_s8(const ts_conv_params *params, const ts_channel_quant *quant, con
                 const int8_t *input, const ts_dims *filter_dims, const int8_t *filter, const int32_t *bias,
                 const ts_dims *output_dims, int8_t *output, void *scratch);
 
-/* Depthwise: groups == input channels, output channels = input channels * multiplier.
+/* Depthwise: groups == input channels, output channels = input channels * multiplier
+ * (output channel c reads input channel c / multiplier; multiplier 1 is the fast path).
  * filter_dims = {1, KH, KW, Cout}; filter data channel-last (HWC), as TFLite. */
 int32_t ts_depthwise_conv_s8_get_buffer_size(const ts_conv_params *params, const ts_dims *input_dims,
                                              const ts_dims *filter_dims, const ts_dims *output_dims);
@@ -115,6 +126,7 @@ typedef struct {
     ts_padding pad;
     int32_t count_include_pad; /* average pooling only */
     int32_t act_min, act_max;
+    int32_t input_zero_point; /* average pooling with count_include_pad: padded cells count as this value */
 } ts_pool_params;
 
 /* Input and output share one quantization; average rounds half away from zero. */
@@ -126,9 +138,26 @@ void ts_avg_pool_s8(const ts_pool_params *params, const ts_dims *input_dims, con
 /* ---------------------------------------------------------------- softmax (int8) */
 
 /* Over the last axis (rows x depth). exp_table[k] = exp(-s_x * k) * 2^20 (quant.softmax_exp_table);
- * y = output_offset + round_half_up(exp_table[max - x] * out_multiplier / (sum << 16)). */
+ * y = sat8(output_offset + round_half_up(exp_table[max - x] * out_multiplier / (sum << 16))),
+ * i.e. floor((2 E m + S 2^16) / (2 S 2^16)) with E = exp_table[max - x], S = sum of E (64-bit). */
 void ts_softmax_s8(const int32_t exp_table[256], int32_t out_multiplier, int32_t output_offset, int32_t rows,
                    int32_t depth, const int8_t *input, int8_t *output);
+
+/* ---------------------------------------------------------------- noise at the cut (int8) */
+
+/* The rounded noise law as a CDF over integers (quant.noise_table): n = min_value + #{i : cdf[i] <= u}. */
+typedef struct {
+    int32_t min_value;   /* -K */
+    int32_t table_size;  /* 2K >= 2 entries, nondecreasing */
+    const uint32_t *cdf;
+} ts_noise_params;
+
+/* y = sat8(x + n), element j drawing n from the little-endian word u = random[4j..4j+3]; random
+ * holds 4 * size bytes from ts_platform_random (tinysplit/platform.h). The work per element does
+ * not depend on u: a fixed number of table probes, no branch on the noise. Elementwise: a caller may
+ * run a long tensor in pieces, each with the next bytes of the stream. input == output is allowed. */
+void ts_noise_s8(const ts_noise_params *params, const uint8_t *random, int32_t size, const int8_t *input,
+                 int8_t *output);
 
 /* ---------------------------------------------------------------- quantize / dequantize */
 

@@ -1,0 +1,46 @@
+/*
+ * Private: the int8 x int16 matrix multiplication at the heart of the DSP paths of ts_conv_s8 and
+ * ts_fully_connected_s8, and the "column" layout of its int16 operand.
+ *
+ * A column is one input vector of K values (an im2col patch, or one row of a fully connected
+ * input) with the input offset already added: v = x + input_offset in [-255, 255], as int16.
+ * ncols columns (1 or TS_MM_COLS) are stored together, blocked for SMLAD:
+ *   - the first 4*(K/4) values in groups of 4: group q holds, for each column j in turn, the four
+ *     values v[4q+0], v[4q+2], v[4q+1], v[4q+3] of that column. The two 32-bit words of a column's
+ *     group then pair up with sxtb16(w) = (w0, w2) and sxtb16(w ror 8) = (w1, w3) of the four int8
+ *     weights loaded as one word, and one LDRD fetches both;
+ *   - then the K % 4 tail values of column 0, of column 1, ..., in natural order.
+ * Total ncols * K int16 values. The buffer must be 4-byte aligned (LDRD).
+ */
+#ifndef TINYSPLIT_MAT_MULT_S8_H
+#define TINYSPLIT_MAT_MULT_S8_H
+
+#include <stdint.h>
+
+#include "simd.h"
+
+#define TS_MM_COLS 4 /* columns per block of the convolution's matrix multiplication */
+
+#if TS_HAVE_DSP
+
+/* Writes n consecutive values of column j (of ncols), starting at flat index k:
+ * v = src[i] + offset, or 0 for every value when src is NULL (zero padding). */
+void ts_priv_col_fill(int16_t *cols, int32_t ncols, int32_t j, int32_t K, int32_t k, const int8_t *src,
+                      int32_t n, int32_t offset);
+
+/* For rows m < rows and columns j < valid (of a block of TS_MM_COLS columns):
+ * out[j * out_stride + m] = clamp(requantize(bias[m] + sum_k w[m*K + k] * col_j[k], multiplier[m],
+ * shift[m]) + output_offset, act_min, act_max); bias may be NULL. */
+void ts_priv_mat_mult_cols(const int8_t *w, int32_t rows, int32_t K, const int16_t *cols, int32_t valid,
+                           const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
+                           int32_t output_offset, int32_t act_min, int32_t act_max, int8_t *out,
+                           int32_t out_stride);
+
+/* The same for one column (ncols = 1): out[m]. */
+void ts_priv_mat_mult_col(const int8_t *w, int32_t rows, int32_t K, const int16_t *col, const int32_t *bias,
+                          const int32_t *multiplier, const int32_t *shift, int32_t output_offset, int32_t act_min,
+                          int32_t act_max, int8_t *out);
+
+#endif /* TS_HAVE_DSP */
+
+#endif /* TINYSPLIT_MAT_MULT_S8_H */

@@ -1,0 +1,91 @@
+/* int8 max and average pooling, NHWC; input and output share one quantization. */
+#include "tinysplit/kernels.h"
+
+#include "requantize.h"
+
+void ts_max_pool_s8(const ts_pool_params *params, const ts_dims *input_dims, const int8_t *input,
+                    const ts_dims *output_dims, int8_t *output)
+{
+    const int32_t ch = input_dims->c;
+    int32_t b, oh, ow, kh, kw, c;
+    for (b = 0; b < output_dims->n; ++b) {
+        const int8_t *batch_input = input + b * input_dims->h * input_dims->w * ch;
+        for (oh = 0; oh < output_dims->h; ++oh) {
+            const int32_t ih0 = oh * params->stride.h - params->pad.top;
+            const int32_t kh0 = ih0 < 0 ? -ih0 : 0;
+            const int32_t kh1 = input_dims->h - ih0 < params->kernel.h ? input_dims->h - ih0 : params->kernel.h;
+            for (ow = 0; ow < output_dims->w; ++ow) {
+                const int32_t iw0 = ow * params->stride.w - params->pad.left;
+                const int32_t kw0 = iw0 < 0 ? -iw0 : 0;
+                const int32_t kw1 = input_dims->w - iw0 < params->kernel.w ? input_dims->w - iw0 : params->kernel.w;
+                int8_t *out = output + ((b * output_dims->h + oh) * output_dims->w + ow) * ch;
+                for (c = 0; c < ch; ++c) {
+                    out[c] = TS_INT8_MIN;
+                }
+                for (kh = kh0; kh < kh1; ++kh) {
+                    for (kw = kw0; kw < kw1; ++kw) {
+                        const int8_t *x = batch_input + ((ih0 + kh) * input_dims->w + iw0 + kw) * ch;
+                        for (c = 0; c < ch; ++c) {
+                            out[c] = x[c] > out[c] ? x[c] : out[c];
+                        }
+                    }
+                }
+                for (c = 0; c < ch; ++c) {
+                    out[c] = (int8_t)ts_clamp(out[c], params->act_min, params->act_max);
+                }
+            }
+        }
+    }
+}
+
+/* Average pooling, rounded half away from zero. The window's cells inside the input are summed;
+ * with count_include_pad the cells in the padding (inside the padded extent) count too, each as
+ * the zero point (real 0), and the divisor counts them. No scratch: one channel at a time. */
+void ts_avg_pool_s8(const ts_pool_params *params, const ts_dims *input_dims, const int8_t *input,
+                    const ts_dims *output_dims, int8_t *output)
+{
+    const int32_t ch = input_dims->c;
+    const int32_t ih_end = input_dims->h + params->pad.bottom;
+    const int32_t iw_end = input_dims->w + params->pad.right;
+    int32_t b, oh, ow, kh, kw, c;
+    for (b = 0; b < output_dims->n; ++b) {
+        const int8_t *batch_input = input + b * input_dims->h * input_dims->w * ch;
+        for (oh = 0; oh < output_dims->h; ++oh) {
+            const int32_t ih0 = oh * params->stride.h - params->pad.top;
+            const int32_t kh0 = ih0 < 0 ? -ih0 : 0;
+            const int32_t kh1 = input_dims->h - ih0 < params->kernel.h ? input_dims->h - ih0 : params->kernel.h;
+            /* rows of the window inside the padded input */
+            const int32_t ph0 = ih0 < -params->pad.top ? -params->pad.top - ih0 : 0;
+            const int32_t ph1 = ih_end - ih0 < params->kernel.h ? ih_end - ih0 : params->kernel.h;
+            for (ow = 0; ow < output_dims->w; ++ow) {
+                const int32_t iw0 = ow * params->stride.w - params->pad.left;
+                const int32_t kw0 = iw0 < 0 ? -iw0 : 0;
+                const int32_t kw1 = input_dims->w - iw0 < params->kernel.w ? input_dims->w - iw0 : params->kernel.w;
+                const int32_t pw0 = iw0 < -params->pad.left ? -params->pad.left - iw0 : 0;
+                const int32_t pw1 = iw_end - iw0 < params->kernel.w ? iw_end - iw0 : params->kernel.w;
+                const int32_t n_in = (kh1 > kh0 ? kh1 - kh0 : 0) * (kw1 > kw0 ? kw1 - kw0 : 0);
+                const int32_t n_pad = params->count_include_pad ? (ph1 - ph0) * (pw1 - pw0) - n_in : 0;
+                const int32_t count = n_in + n_pad;
+                int8_t *out = output + ((b * output_dims->h + oh) * output_dims->w + ow) * ch;
+                for (c = 0; c < ch; ++c) {
+                    int32_t sum = n_pad * params->input_zero_point;
+                    int32_t avg;
+                    for (kh = kh0; kh < kh1; ++kh) {
+                        const int8_t *x = batch_input + ((ih0 + kh) * input_dims->w + iw0) * ch + c;
+                        for (kw = kw0; kw < kw1; ++kw) {
+                            sum += x[kw * ch];
+                        }
+                    }
+                    if (count <= 0) {
+                        avg = params->input_zero_point;
+                    } else if (sum >= 0) {
+                        avg = (sum + count / 2) / count;
+                    } else {
+                        avg = (sum - count / 2) / count;
+                    }
+                    out[c] = (int8_t)ts_clamp(avg, params->act_min, params->act_max);
+                }
+            }
+        }
+    }
+}
