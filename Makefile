@@ -5,8 +5,9 @@ setup:
 	@scripts/setup.sh
 
 example: setup
-	.venv/bin/tinysplit compile examples/mnist/lenet5.onnx --target stm32 -o out/mnist
-	.venv/bin/tinysplit inspect out/mnist/model.ir.json >/dev/null
+	.venv/bin/tinysplit inspect examples/mnist/lenet5.onnx
+	.venv/bin/tinysplit compile examples/mnist/lenet5.onnx --target stm32 -o out/mnist \
+		--quantize int8 --calibration examples/mnist/calibration.npz
 
 test: setup
 	.venv/bin/python -m pytest -n 2 -q
