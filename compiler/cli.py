@@ -85,6 +85,9 @@ def compile(
         Path | None, typer.Option(help="Calibration data for --quantize: .npy, .npz or a folder of images.")
     ] = None,
     calibration_method: Annotated[str, typer.Option(help="minmax, percentile or entropy.")] = "minmax",
+    emit_deps: Annotated[
+        Path | None, typer.Option(help="Write a Makefile-format dependency file of the outputs on their inputs.")
+    ] = None,
 ) -> None:
     """Compile MODEL into device code and a report in OUT."""
     from tinysplit.compiler.pipeline import CompileOptions, compile_model
@@ -99,6 +102,7 @@ def compile(
         raise CompileError(f"--calibration-method {calibration_method!r}: use minmax, percentile or entropy")
     options = CompileOptions(target, parse_input_shapes(input_shape), prefix)
     options.quantize, options.calibration, options.calibration_method = quantize, calibration, calibration_method
+    options.emit_deps = emit_deps
     report = compile_model(model, out, options)
     mem = report["memory"]
     typer.echo(

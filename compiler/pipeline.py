@@ -14,9 +14,9 @@ from tinysplit.backends.lower import scratch_bytes
 from tinysplit.backends.onnx_export import export_onnx
 from tinysplit.compiler import frontend
 from tinysplit.compiler.ir import Graph
-from tinysplit.compiler.output import atomic_directory
+from tinysplit.compiler.output import atomic_directory, write_deps
 from tinysplit.compiler.report import make_report, write_report
-from tinysplit.compiler.targets import Target, load_target
+from tinysplit.compiler.targets import Target, load_target, target_file
 from tinysplit.passes.canonicalize import canonicalize
 from tinysplit.passes.memory_plan import plan_memory
 from tinysplit.passes.quantize import quantize_for_compile
@@ -30,6 +30,7 @@ class CompileOptions:
     quantize: str | None = None  # "int8": post-training quantization of a float model
     calibration: Path | None = None
     calibration_method: str = "minmax"
+    emit_deps: Path | None = None  # write a Makefile-format dependency file of the compile here
 
 
 def build_graph(model: str | Path | onnx.ModelProto, options: CompileOptions) -> tuple[Graph, Target]:
@@ -53,6 +54,10 @@ def compile_model(model: str | Path, out_dir: Path, options: CompileOptions) -> 
         if options.quantize:
             onnx.save(export_onnx(graph), tmp / "model.int8.qdq.onnx")
         (tmp / "model.io.json").write_text(json.dumps(io_description(graph), indent=2) + "\n")
+    if options.emit_deps is not None:
+        outputs = sorted(p for p in out_dir.rglob("*") if p.is_file())
+        inputs = [Path(model)] + ([Path(options.calibration)] if options.calibration else [])
+        write_deps(options.emit_deps, outputs, [*inputs, target_file(options.target)])
     return report
 
 

@@ -97,3 +97,31 @@ def test_mnist_input_shape_override(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     io = json.loads((out / "model.io.json").read_text())
     assert int(np.prod(io["inputs"][0]["shape"])) == 784
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_output_is_deterministic_and_incremental(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out in (a, b):
+        assert runner.invoke(app, ["compile", str(MNIST), "-o", str(out)]).exit_code == 0
+    assert tree(a) == tree(b), "two compiles of the same model differ"
+    stamps = {p: p.stat().st_mtime_ns for p in a.rglob("*") if p.is_file()}
+    stale = a / "c" / "stale.c"
+    stale.write_text("/* left over from an older compile */\n")
+    assert runner.invoke(app, ["compile", str(MNIST), "-o", str(a)]).exit_code == 0
+    assert {p: p.stat().st_mtime_ns for p in a.rglob("*") if p.is_file()} == stamps, "unchanged files rewritten"
+    assert not stale.exists()
+
+
+def test_emit_deps_names_outputs_and_inputs(tmp_path: Path) -> None:
+    out, deps = tmp_path / "out", tmp_path / "model.d"
+    result = runner.invoke(app, ["compile", str(MNIST), "-o", str(out), "--emit-deps", str(deps)])
+    assert result.exit_code == 0, result.output
+    rule = deps.read_text().split("\n\n")[0].replace("\\\n", " ")
+    targets, _, prerequisites = rule.partition(":")
+    assert str(out / "c" / "model.c") in targets.split() and str(out / "report.json") in targets.split()
+    assert str(MNIST) in prerequisites.split()
+    assert any(p.endswith("host.toml") for p in prerequisites.split())
