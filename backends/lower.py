@@ -100,7 +100,8 @@ def scratch_bytes(graph: Graph, node: Node) -> int:
         if is_depthwise(graph, node):
             return 2 * 4 * kh * kw
         k = kh * kw * cin_g
-        return 4 * 2 * k + ((k + 3) & ~3 if cin_g % 4 else 0)
+        kp = (k + 3) & ~3
+        return 4 * 2 * kp + kp if cin_g % 4 else 4 * 2 * k
     if node.op == "fully_connected":
         return 2 * graph.tensors[node.inputs[1]].shape[1]
     return 0

@@ -325,6 +325,8 @@ BROADCASTS = [
     ((2, 1, 4), (1, 2, 3, 4)),
     ((5,), ()),
     ((1, 1, 1, 9), (2, 3, 1, 9)),
+    ((1, 16, 16, 8), (1, 16, 16, 8)),  # >= 1024 elements: ts_add_s8's tabulated path
+    ((2, 8, 8, 16), (16,)),
 ]
 
 
@@ -716,7 +718,7 @@ def test_scratch_sizes(runtimes: list[crt.CRuntime]) -> None:
         dsp = rt.variant == "dsp"
         assert rt.conv_s8_buffer_size(params, (1, 8, 8, 8), (4, 3, 3, 8)) == (4 * 2 * 72 if dsp else 0)
         # Cin/groups not a multiple of 4: plus the int8 patch, rounded up to 4 bytes
-        assert rt.conv_s8_buffer_size(params, (1, 8, 8, 3), (4, 3, 3, 3)) == (4 * 2 * 27 + 28 if dsp else 0)
+        assert rt.conv_s8_buffer_size(params, (1, 8, 8, 3), (4, 3, 3, 3)) == (9 * 28 if dsp else 0)
         size = rt.lib.ts_fully_connected_s8_get_buffer_size(ctypes.byref(fc), 40, 10)
         assert size == (2 * 40 if rt.variant == "dsp" else 0)
 
@@ -880,7 +882,7 @@ def quantize_device_layer() -> DeviceLayer:
 def elementwise_device_layer(i: int, op: str) -> DeviceLayer:
     """add / mul of the input with a constant operand broadcast along the last axis."""
     r = rng("elementwise device", op)
-    shape, bshape = (1, 5, 5, 6), (6,)
+    shape, bshape = (1, 8, 8, 24), (24,)  # >= 1024 elements: the tabulated add
     qa, qb, qy = qt(0.04, 5), qt(0.03, -9), qt(0.06 if op == "add" else 0.03, 3)
     a, b = i8(r, shape), i8(r, bshape)
     ins = [Tensor("a", shape, "int8", qa), Tensor("b", bshape, "int8", qb, data=b)]
@@ -896,8 +898,8 @@ def elementwise_device_layer(i: int, op: str) -> DeviceLayer:
         c_array("int8_t", f"{pre}_b", b),
         f"static const ts_elementwise_params {pre}_p = "
         f"{{{-za}, {-zb}, {', '.join(map(str, mults))}, {zy}, -128, 127}};",
-        f"static const int32_t {pre}_d[4] = {{1, 5, 5, 6}};",
-        f"static const int32_t {pre}_sa[4] = {{150, 30, 6, 1}};",
+        f"static const int32_t {pre}_d[4] = {{{', '.join(map(str, shape))}}};",
+        f"static const int32_t {pre}_sa[4] = {{{shape[1] * shape[2] * shape[3]}, {shape[2] * shape[3]}, {shape[3]}, 1}};",
         f"static const int32_t {pre}_sb[4] = {{0, 0, 0, 1}};",
     ]
     call = f"ts_{op}_s8(&{pre}_p, {pre}_d, {pre}_sa, {pre}_sb, X, {pre}_b, Y);"

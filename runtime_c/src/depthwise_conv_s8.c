@@ -49,15 +49,15 @@ typedef struct {
     const int32_t *wq; /* per tap: sxtb16 of the four weights (channels 0, 2) and of the odd ones (1, 3) */
     int32_t x_row_step, x_step, x_px_step, out_step;
     int32_t off2, zp, act_min, act_max;
-    int all_right;
+    int all_fused; /* every channel takes the fused requantization (ts_rqz) */
+    ts_rqz z[4];
 } dw_quad;
 
 static inline int8_t dw_out(const dw_quad *k, int32_t i, int32_t acc)
 {
-    if (k->all_right) {
-        const int32_t y =
-            ts_add_offset(ts_rq_apply_right(k->q[i].round, k->q[i].multiplier, k->q[i].right_m1, acc), k->zp);
-        return (int8_t)ts_clamp(y, k->act_min, k->act_max);
+    if (k->all_fused) {
+        return (int8_t)ts_clamp8(ts_rqz_apply(k->z[i].round, k->z[i].multiplier, k->z[i].sh, acc), k->act_min,
+                                 k->act_max);
     }
     return ts_rq_out(&k->q[i], acc, k->zp, k->act_min, k->act_max);
 }
@@ -197,10 +197,13 @@ static int32_t dw_dsp(const ts_conv_params *params, const ts_channel_quant *quan
         }
     }
     for (c = 0; c + 4 <= ch; c += 4) {
-        k.all_right = 1;
+        k.all_fused = 1;
         for (i = 0; i < 4; ++i) {
             k.q[i] = ts_rq_make(quant->multiplier[c + i], quant->shift[c + i]);
-            k.all_right &= k.q[i].right_m1 >= 0;
+            k.all_fused &= ts_rqz_ok(quant->shift[c + i]);
+            if (k.all_fused) {
+                k.z[i] = ts_rqz_make(quant->multiplier[c + i], quant->shift[c + i], params->output_offset);
+            }
             k.bias[i] = k.folded[i] = bias != NULL ? bias[c + i] : 0;
         }
         for (t = 0; t < kh_n * kw_n; ++t) {

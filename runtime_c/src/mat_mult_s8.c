@@ -119,23 +119,37 @@ static inline void dot_1x4(const int8_t *w, const int16_t *x, int32_t groups, in
     acc[3] = a3;
 }
 
-void ts_priv_mat_mult_cols(const int8_t *w, int32_t rows, int32_t K, const int16_t *cols, int32_t valid,
-                           const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
-                           int32_t output_offset, int32_t act_min, int32_t act_max, int8_t *out,
-                           int32_t out_stride)
+void ts_priv_mat_mult_cols(const int8_t *w, int32_t rows, int32_t K, int32_t Kc, const int16_t *cols,
+                           int32_t valid, const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
+                           int32_t output_offset, int32_t act_min, int32_t act_max, int8_t *out, int32_t out_stride)
 {
-    const int32_t groups = K >> 2;
-    const int32_t tail = K & 3;
-    const int16_t *tails = cols + TS_MM_COLS * 4 * groups;
+    const int32_t tail = Kc == K ? K & 3 : 0;
+    const int16_t *tails = cols + TS_MM_COLS * (Kc - tail);
     int32_t m, j, t;
     for (m = 0; m < rows; ++m) {
         const int8_t *wr = w + m * K;
         const int32_t b = bias != NULL ? bias[m] : 0;
         int32_t acc[TS_MM_COLS] = {b, b, b, b};
         ts_rq q;
-        dot_1x4(wr, cols, groups, acc);
+        if (Kc == K || m + 1 < rows) {
+            /* padded columns: a row's last group also reads the first weights of the next row, against
+             * the zero values of the padding */
+            dot_1x4(wr, cols, Kc >> 2, acc);
+        } else {
+            /* the last row stops at K: its partial group one value at a time (blocked order 0, 2, 1, 3) */
+            const int32_t full = K >> 2;
+            const int16_t *g = cols + TS_MM_COLS * 4 * full;
+            static const unsigned char pos[4] = {0, 2, 1, 3};
+            dot_1x4(wr, cols, full, acc);
+            for (t = 0; t < (K & 3); ++t) {
+                const int32_t wv = wr[4 * full + t];
+                for (j = 0; j < TS_MM_COLS; ++j) {
+                    acc[j] += wv * g[4 * j + pos[t]];
+                }
+            }
+        }
         if (tail != 0) {
-            const int8_t *wt = wr + 4 * groups;
+            const int8_t *wt = wr + (K - tail);
             int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
             for (t = 0; t < tail; ++t) {
                 const int32_t wv = wt[t];
@@ -149,20 +163,18 @@ void ts_priv_mat_mult_cols(const int8_t *w, int32_t rows, int32_t K, const int16
             acc[2] = a2;
             acc[3] = a3;
         }
-        q = ts_rq_make(multiplier[m], shift[m]);
-        if (valid == TS_MM_COLS && q.right_m1 >= 0) {
+        if (valid == TS_MM_COLS && ts_rqz_ok(shift[m])) {
+            const ts_rqz z = ts_rqz_make(multiplier[m], shift[m], output_offset);
             int8_t *o = out + m;
-            int32_t y;
-            y = ts_add_offset(ts_rq_apply_right(q.round, q.multiplier, q.right_m1, acc[0]), output_offset);
-            o[0] = (int8_t)ts_clamp(y, act_min, act_max);
-            y = ts_add_offset(ts_rq_apply_right(q.round, q.multiplier, q.right_m1, acc[1]), output_offset);
-            o[out_stride] = (int8_t)ts_clamp(y, act_min, act_max);
-            y = ts_add_offset(ts_rq_apply_right(q.round, q.multiplier, q.right_m1, acc[2]), output_offset);
-            o[2 * out_stride] = (int8_t)ts_clamp(y, act_min, act_max);
-            y = ts_add_offset(ts_rq_apply_right(q.round, q.multiplier, q.right_m1, acc[3]), output_offset);
-            o[3 * out_stride] = (int8_t)ts_clamp(y, act_min, act_max);
+            o[0] = (int8_t)ts_clamp8(ts_rqz_apply(z.round, z.multiplier, z.sh, acc[0]), act_min, act_max);
+            o[out_stride] = (int8_t)ts_clamp8(ts_rqz_apply(z.round, z.multiplier, z.sh, acc[1]), act_min, act_max);
+            o[2 * out_stride] =
+                (int8_t)ts_clamp8(ts_rqz_apply(z.round, z.multiplier, z.sh, acc[2]), act_min, act_max);
+            o[3 * out_stride] =
+                (int8_t)ts_clamp8(ts_rqz_apply(z.round, z.multiplier, z.sh, acc[3]), act_min, act_max);
             continue;
         }
+        q = ts_rq_make(multiplier[m], shift[m]);
         for (j = 0; j < valid; ++j) {
             out[j * out_stride + m] = ts_rq_out(&q, acc[j], output_offset, act_min, act_max);
         }

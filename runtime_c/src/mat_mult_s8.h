@@ -30,11 +30,11 @@ void ts_priv_col_fill(int16_t *cols, int32_t ncols, int32_t j, int32_t K, int32_
 
 /* For rows m < rows and columns j < valid (of a block of TS_MM_COLS columns):
  * out[j * out_stride + m] = clamp(requantize(bias[m] + sum_k w[m*K + k] * col_j[k], multiplier[m],
- * shift[m]) + output_offset, act_min, act_max); bias may be NULL. */
-void ts_priv_mat_mult_cols(const int8_t *w, int32_t rows, int32_t K, const int16_t *cols, int32_t valid,
-                           const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
-                           int32_t output_offset, int32_t act_min, int32_t act_max, int8_t *out,
-                           int32_t out_stride);
+ * shift[m]) + output_offset, act_min, act_max); bias may be NULL. The columns hold Kc values: K, or
+ * K rounded up to a multiple of 4 with zeros after the K real ones (then no tail section). */
+void ts_priv_mat_mult_cols(const int8_t *w, int32_t rows, int32_t K, int32_t Kc, const int16_t *cols,
+                           int32_t valid, const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
+                           int32_t output_offset, int32_t act_min, int32_t act_max, int8_t *out, int32_t out_stride);
 
 /* The same for one column (ncols = 1): out[m]. */
 void ts_priv_mat_mult_col(const int8_t *w, int32_t rows, int32_t K, const int16_t *col, const int32_t *bias,

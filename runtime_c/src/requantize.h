@@ -117,6 +117,62 @@ static inline int32_t ts_rq_apply_right(int64_t round, int32_t multiplier, int32
     return (int32_t)(v >> 32) >> right_m1;
 }
 
+/*
+ * The requantization, the output zero point and the int8 clamp in one 64-bit step, for a right
+ * shift e = -s in [1, TS_RQZ_MAX_RIGHT] (the usual case):
+ *   clamp(ts_add_offset(requantize(x, m, s), zp), lo, hi) = clamp((v >> 32) >> (e - 1), lo, hi),
+ *   v = x*m + 2^30 + 2^(30+e) + zp * 2^(31+e) - [x < 0] * 2^31.
+ * This is ts_rq_apply_right with zp added inside the floor (an integer, so it comes out exactly),
+ * and [x*m < 0] replaced by [x < 0]: they differ only for m == 0, where h = 0 and both give 0.
+ * |x*m| < 2^62 and |zp| * 2^(31+e) <= 2^60 keep v inside int64 and v >> 32 inside int32, and
+ * saturating r to 16 bits before adding zp (ts_add_offset) cannot change the int8-clamped result.
+ */
+#define TS_RQZ_MAX_RIGHT 22
+
+typedef struct {
+    int32_t multiplier;
+    int32_t sh;        /* e - 1 */
+    int64_t round;     /* 2^30 + 2^(30+e) + zp * 2^(31+e) */
+} ts_rqz;
+
+/* 1 when (multiplier, shift) takes the fused path */
+static inline int ts_rqz_ok(int32_t shift)
+{
+    return shift <= -1 && shift >= -TS_RQZ_MAX_RIGHT;
+}
+
+static inline ts_rqz ts_rqz_make(int32_t multiplier, int32_t shift, int32_t zp)
+{
+    ts_rqz q;
+    const int32_t e = -shift;
+    q.multiplier = multiplier;
+    q.sh = e - 1;
+    {
+        /* as two words, without variable 64-bit shifts: the low word is 2^30 (+ 2^31 when e == 1) */
+        const uint32_t lo = e == 1 ? 0xC0000000u : 0x40000000u;
+        const uint32_t hi = (e >= 2 ? 1u << (uint32_t)(e - 2) : 0u) + (uint32_t)zp * (1u << (uint32_t)(e - 1));
+        q.round = (int64_t)(((uint64_t)hi << 32) | lo);
+    }
+    return q;
+}
+
+/* clamp(x, lo, hi) for -128 <= lo <= hi <= 127 */
+static inline int32_t ts_clamp8(int32_t x, int32_t lo, int32_t hi)
+{
+#if defined(__ARM_FEATURE_SAT) && defined(__GNUC__)
+    x = __ssat(x, 8);
+#endif
+    x = x < lo ? lo : x;
+    return x > hi ? hi : x;
+}
+
+/* requantize + zp, not yet clamped */
+static inline int32_t ts_rqz_apply(int64_t round, int32_t multiplier, int32_t sh, int32_t x)
+{
+    const int64_t v = round + (int64_t)(int32_t)((uint32_t)x & 0x80000000u) + (int64_t)x * multiplier;
+    return (int32_t)(v >> 32) >> sh;
+}
+
 static inline int8_t ts_rq_out(const ts_rq *q, int32_t acc, int32_t output_offset, int32_t act_min, int32_t act_max)
 {
     return (int8_t)ts_clamp(ts_add_offset(ts_rq_apply(q, acc), output_offset), act_min, act_max);
