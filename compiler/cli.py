@@ -144,6 +144,27 @@ def inspect(
     )
 
 
+@app.command()
+@_friendly_errors
+def bench(
+    model: Annotated[Path, typer.Argument(help="The ONNX model.")],
+    target: Annotated[
+        str, typer.Option(help="Device profile with an emulator: stm32, nrf52 (Cortex-M4), esp32c3, riscv (RV32).")
+    ] = "stm32",
+    arch: Annotated[
+        str | None, typer.Option(help="Emulated architecture: cortex-m4 or rv32 (default: the target's).")
+    ] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Also write the results to this JSON file.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
+    input_shape: InputShape = None,
+) -> None:
+    """Run MODEL once on an emulated microcontroller (QEMU): per-layer and total emulated instructions,
+    instructions per MAC, flash, RAM and stack; outputs checked against the reference (exit 1 if they differ)."""
+    from tinysplit.compiler.bench import bench_cli
+
+    bench_cli(model, target, arch, json_file, seed, parse_input_shapes(input_shape))
+
+
 def _register_server_commands() -> None:
     from tinysplit.server.cli import keys_app
     from tinysplit.server.cli import serve as serve_command
