@@ -88,6 +88,12 @@ def compile(
     emit_deps: Annotated[
         Path | None, typer.Option(help="Write a Makefile-format dependency file of the outputs on their inputs.")
     ] = None,
+    cores: Annotated[
+        int, typer.Option(min=1, max=4, help="Split conv/pool output rows over N cores (C: <prefix>_run_worker).")
+    ] = 1,
+    tile_memory: Annotated[
+        str, typer.Option(help="'auto': patch-based execution of the first layers where it lowers peak RAM.")
+    ] = "off",
 ) -> None:
     """Compile MODEL into device code and a report in OUT."""
     from tinysplit.compiler.pipeline import CompileOptions, compile_model
@@ -103,6 +109,9 @@ def compile(
     options = CompileOptions(target, parse_input_shapes(input_shape), prefix)
     options.quantize, options.calibration, options.calibration_method = quantize, calibration, calibration_method
     options.emit_deps = emit_deps
+    if tile_memory not in ("off", "auto"):
+        raise CompileError(f"--tile-memory {tile_memory!r}: use off or auto")
+    options.cores, options.tile_memory = cores, tile_memory == "auto"
     report = compile_model(model, out, options)
     mem = report["memory"]
     typer.echo(

@@ -58,6 +58,12 @@ OPS: dict[str, OpSpec] = {
         "seed (int in [0, 2**64): reproducible ChaCha20 stream; None: the device CSPRNG, production) "
         "offset (bytes of that stream earlier noise nodes use per inference)",
     ),
+    # patch-based execution (passes/tiling.py): rows are axis 1 of a rank-4 NHWC tensor
+    "slice_rows": OpSpec("x[N,H,W,C] (y shares its quant)", "begin: y = x[:, begin:begin + y.shape[1]]"),
+    "write_rows": OpSpec(
+        "base[N,H,W,C]?, x[N,R,W,C] (all share one quant)",
+        "begin: y = base (zeros when absent) with rows begin..begin+R-1 replaced by x",
+    ),
 }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import onnx
 
 from tinysplit.backends.c import emit_c
+from tinysplit.backends.c_multicore import emit_c_multicore
 from tinysplit.backends.lower import scratch_bytes
 from tinysplit.backends.onnx_export import export_onnx
 from tinysplit.compiler import frontend
@@ -17,9 +18,11 @@ from tinysplit.compiler.ir import Graph
 from tinysplit.compiler.output import atomic_directory, write_deps
 from tinysplit.compiler.report import make_report, write_report
 from tinysplit.compiler.targets import Target, load_target, target_file
+from tinysplit.compiler.tiling_report import tiling_report
 from tinysplit.passes.canonicalize import canonicalize
 from tinysplit.passes.memory_plan import plan_memory
 from tinysplit.passes.quantize import quantize_for_compile
+from tinysplit.passes.tiling import patch_schedule
 
 
 @dataclass
@@ -31,6 +34,9 @@ class CompileOptions:
     calibration: Path | None = None
     calibration_method: str = "minmax"
     emit_deps: Path | None = None  # write a Makefile-format dependency file of the compile here
+    cores: int = 1  # > 1: conv/pool output rows split over cores (C: <prefix>_run_worker)
+    tile_memory: bool = False  # patch-based execution of the first layers, to cut peak RAM
+    patches: int = 4
 
 
 def build_graph(model: str | Path | onnx.ModelProto, options: CompileOptions) -> tuple[Graph, Target]:
@@ -46,10 +52,16 @@ def build_graph(model: str | Path | onnx.ModelProto, options: CompileOptions) ->
 
 
 def compile_model(model: str | Path, out_dir: Path, options: CompileOptions) -> dict[str, Any]:
-    graph, target = build_graph(model, options)
+    untiled, target = build_graph(model, options)
+    graph = patch_schedule(untiled, options.patches, "auto", scratch_bytes) if options.tile_memory else untiled
     report = make_report(graph, target, Path(model).name)
+    if options.cores > 1 or options.tile_memory:
+        report["tiling"] = tiling_report(untiled, graph if options.tile_memory else None, options.cores)
     with atomic_directory(out_dir) as tmp:
-        emit_c(graph, tmp / "c", options.prefix)
+        if options.cores > 1:
+            emit_c_multicore(graph, tmp / "c", options.prefix, max_cores=options.cores)
+        else:
+            emit_c(graph, tmp / "c", options.prefix)
         write_report(report, tmp)
         if options.quantize:
             onnx.save(export_onnx(graph), tmp / "model.int8.qdq.onnx")

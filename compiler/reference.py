@@ -34,6 +34,8 @@ CMSIS-NN), then a right shift rounding half away from zero):
 - requantize: y = clamp(requantize(x - zx, m, s) + zy, lo, hi), (m, s) = quantize_multiplier(sx / sy).
 - reshape, transpose, concat, pad: data movement; x (every input for concat) and y must share quant.
   The pad value v (real units) becomes quant.quantize_constant(v) = sat(zy + round_half_away(v / sy)).
+- slice_rows, write_rows (patch-based execution, passes/tiling.py): data movement over rows (axis 1);
+  write_rows starts from zeros when it has no base.
 - quantize: quant.quantize (half to even, as ONNX QuantizeLinear); dequantize: quant.dequantize.
 - noise (x and y share quant): y = sat8(x + n) = quant.add_noise(x, K, cdf, random) with
   (K, cdf) = quant.noise_table(distribution, scale): element j (row-major) reads the little-endian
@@ -242,6 +244,22 @@ def pad(n: Node, xs: list[np.ndarray], ts: list[Tensor], y: Tensor) -> np.ndarra
     return out[crop]
 
 
+def slice_rows(n: Node, xs: list[np.ndarray], ts: list[Tensor], y: Tensor) -> np.ndarray:
+    if _int8(ts[0]):
+        _same_quant(n, ts, y)
+    begin = int(n.attrs["begin"])
+    return xs[0][:, begin : begin + y.shape[1]]
+
+
+def write_rows(n: Node, xs: list[np.ndarray], ts: list[Tensor], y: Tensor) -> np.ndarray:
+    if _int8(ts[-1]):
+        _same_quant(n, ts, y)
+    out = xs[0].copy() if len(xs) == 2 else np.zeros(y.shape, dtype=DTYPES[y.dtype])
+    begin = int(n.attrs["begin"])
+    out[:, begin : begin + xs[-1].shape[1]] = xs[-1]
+    return out
+
+
 def softmax(n: Node, xs: list[np.ndarray], ts: list[Tensor], y: Tensor) -> np.ndarray:
     x = xs[0]
     if not _int8(ts[0]):
@@ -310,6 +328,8 @@ OP_FUNCS: dict[str, OpFn] = {
     "transpose": transpose,
     "concat": concat,
     "pad": pad,
+    "slice_rows": slice_rows,
+    "write_rows": write_rows,
     "softmax": softmax,
     "quantize": quantize,
     "dequantize": dequantize,

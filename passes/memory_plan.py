@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from tinysplit.compiler.ir import Graph, Node
 
 ALIGN = 8
-IN_PLACE_OPS = {"clip", "sigmoid", "tanh", "requantize", "add", "mul", "reshape"}
+IN_PLACE_OPS = {"clip", "sigmoid", "tanh", "requantize", "add", "mul", "reshape", "write_rows"}
 
 
 @dataclass

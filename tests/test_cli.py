@@ -125,3 +125,15 @@ def test_emit_deps_names_outputs_and_inputs(tmp_path: Path) -> None:
     assert str(out / "c" / "model.c") in targets.split() and str(out / "report.json") in targets.split()
     assert str(MNIST) in prerequisites.split()
     assert any(p.endswith("host.toml") for p in prerequisites.split())
+
+
+def test_cores_and_tile_memory_options(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["compile", str(MNIST), "-o", str(out), "--cores", "2", "--tile-memory", "auto"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "model_run_worker" in (out / "c" / "model.h").read_text()
+    tiling = json.loads((out / "report.json").read_text())["tiling"]
+    assert tiling["cores"] == 2
+    bad = runner.invoke(app, ["compile", str(MNIST), "-o", str(tmp_path / "bad"), "--tile-memory", "maybe"])
+    assert bad.exit_code == 2 and "--tile-memory" in bad.output

@@ -219,6 +219,31 @@ void ts_pad(size_t elem_size, const int32_t in_dims[4], const int32_t pads[8], c
 /* Reshape when input and output do not share memory. */
 void ts_copy(size_t bytes, const void *input, void *output);
 
+
+/* ================================================================ row bands (tiling)
+ * Patch-based execution (passes/tiling.py: IR ops slice_rows, write_rows) and the row split of a
+ * layer over cores (backends/c_multicore.py). Source: src/slice.c. Rows are the h axis of NHWC. */
+
+/* output[b] = input[b, begin:begin+rows] for every batch b. */
+void ts_slice_rows(size_t elem_size, const ts_dims *input_dims, int32_t begin, int32_t rows, const void *input,
+                   void *output);
+/* output = base (all zero bytes when base is NULL; untouched when base == output), then rows
+ * begin..begin+rows-1 of every batch = input [n, rows, w, c]. */
+void ts_write_rows(size_t elem_size, const ts_dims *output_dims, int32_t begin, int32_t rows, const void *base,
+                   const void *input, void *output);
+
+/* Part `part` of `parts` of a windowed layer's output rows (ceil(out_h / parts) rows each), the input
+ * rows it reads and the padding it still needs (only where the whole layer is padded). */
+typedef struct {
+    int32_t out_begin, out_rows; /* output rows of this part */
+    int32_t in_begin, in_rows;   /* input rows it reads */
+    int32_t pad_top, pad_bottom; /* padding rows above and below them */
+} ts_row_band;
+
+/* kernel_extent = dilation * (kernel - 1) + 1. Fills band; returns its output rows (0: nothing to do). */
+int32_t ts_row_band_for(int32_t part, int32_t parts, int32_t out_h, int32_t in_h, int32_t stride,
+                        int32_t kernel_extent, int32_t pad_top, ts_row_band *band);
+
 #ifdef __cplusplus
 }
 #endif
