@@ -35,6 +35,7 @@ from tinysplit.backends.lower import (
 from tinysplit.backends.lower import (
     scratch_bytes as lower_scratch_bytes,
 )
+from tinysplit.backends.riot import emit_riot_module_files
 from tinysplit.compiler.ir import Graph, Node
 from tinysplit.passes.memory_plan import MemoryPlan
 
@@ -205,6 +206,7 @@ def emit_c(graph: Graph, out_dir: Path, prefix: str = "model") -> list[Path]:
         path.write_text(env.get_template(template).render(context))
         written.append(path)
     written += copy_runtime(out_dir / "runtime")
+    written += emit_riot_module_files(out_dir, prefix)
     return written
 
 

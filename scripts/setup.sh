@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(gcc make python3-venv gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm libsodium-dev pkg-config gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc libcoap3-dev clang libclang-rt-14-dev)
+APT_PACKAGES=(gcc make cmake ninja-build python3-venv gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm libsodium-dev pkg-config gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc libcoap3-dev clang libclang-rt-14-dev)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
