@@ -94,6 +94,7 @@ def compile(
     tile_memory: Annotated[
         str, typer.Option(help="'auto': patch-based execution of the first layers where it lowers peak RAM.")
     ] = "off",
+    lang: Annotated[str, typer.Option("--lang", help="Device code: c, rust or c,rust.")] = "c",
 ) -> None:
     """Compile MODEL into device code and a report in OUT."""
     from tinysplit.compiler.pipeline import CompileOptions, compile_model
@@ -112,6 +113,10 @@ def compile(
     if tile_memory not in ("off", "auto"):
         raise CompileError(f"--tile-memory {tile_memory!r}: use off or auto")
     options.cores, options.tile_memory = cores, tile_memory == "auto"
+    langs = tuple(dict.fromkeys(p.strip() for p in lang.split(",") if p.strip()))
+    if not langs or set(langs) - {"c", "rust"}:
+        raise CompileError(f"--lang {lang!r}: use c, rust or c,rust")
+    options.langs = langs
     report = compile_model(model, out, options)
     mem = report["memory"]
     typer.echo(

@@ -13,7 +13,9 @@ from tinysplit.backends.c import emit_c
 from tinysplit.backends.c_multicore import emit_c_multicore
 from tinysplit.backends.lower import scratch_bytes
 from tinysplit.backends.onnx_export import export_onnx
+from tinysplit.backends.rust import emit_rust
 from tinysplit.compiler import frontend
+from tinysplit.compiler.errors import CompileError
 from tinysplit.compiler.ir import Graph
 from tinysplit.compiler.output import atomic_directory, write_deps
 from tinysplit.compiler.report import make_report, write_report
@@ -37,6 +39,7 @@ class CompileOptions:
     cores: int = 1  # > 1: conv/pool output rows split over cores (C: <prefix>_run_worker)
     tile_memory: bool = False  # patch-based execution of the first layers, to cut peak RAM
     patches: int = 4
+    langs: tuple[str, ...] = ("c",)  # device code to emit: c, rust
 
 
 def build_graph(model: str | Path | onnx.ModelProto, options: CompileOptions) -> tuple[Graph, Target]:
@@ -58,10 +61,14 @@ def compile_model(model: str | Path, out_dir: Path, options: CompileOptions) -> 
     if options.cores > 1 or options.tile_memory:
         report["tiling"] = tiling_report(untiled, graph if options.tile_memory else None, options.cores)
     with atomic_directory(out_dir) as tmp:
-        if options.cores > 1:
+        if "c" in options.langs and options.cores > 1:
             emit_c_multicore(graph, tmp / "c", options.prefix, max_cores=options.cores)
-        else:
+        elif "c" in options.langs:
             emit_c(graph, tmp / "c", options.prefix)
+        if "rust" in options.langs:
+            if options.cores > 1:
+                raise CompileError("--cores > 1: the Rust backend runs on one core for now")
+            emit_rust(graph, tmp / "rust", options.prefix)
         write_report(report, tmp)
         if options.quantize:
             onnx.save(export_onnx(graph), tmp / "model.int8.qdq.onnx")

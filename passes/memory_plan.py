@@ -135,4 +135,6 @@ def _can_share(graph: Graph, node: Node, src: str) -> bool:
     out, inp = graph.tensors[node.outputs[0]], graph.tensors[src]
     if node.op == "reshape":
         return True
+    if node.op == "write_rows" and (len(node.inputs) < 2 or src != node.inputs[0]):
+        return False  # only the base may become the output: the rows written come from elsewhere
     return inp.shape == out.shape and inp.dtype == out.dtype

@@ -137,3 +137,14 @@ def test_cores_and_tile_memory_options(tmp_path: Path) -> None:
     assert tiling["cores"] == 2
     bad = runner.invoke(app, ["compile", str(MNIST), "-o", str(tmp_path / "bad"), "--tile-memory", "maybe"])
     assert bad.exit_code == 2 and "--tile-memory" in bad.output
+
+
+def test_lang_option(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["compile", str(MNIST), "-o", str(out), "--lang", "c,rust"])
+    assert result.exit_code == 0, result.output
+    assert (out / "c" / "model.c").is_file()
+    assert (out / "rust" / "model-model" / "src" / "lib.rs").is_file()
+    assert (out / "rust" / "tinysplit-rt" / "Cargo.toml").is_file()
+    bad = runner.invoke(app, ["compile", str(MNIST), "-o", str(tmp_path / "bad"), "--lang", "fortran"])
+    assert bad.exit_code == 2 and "--lang" in bad.output

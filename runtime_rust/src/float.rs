@@ -1,0 +1,500 @@
+//! float32 kernels (`ts_conv_f32`, `ts_fully_connected_f32`, ...): the same loops and the same
+//! order of additions as the C runtime, so results agree with it to the last bit except where
+//! `libm`'s `expf` / `tanhf` differ from the C library's (by an ulp at most).
+
+use crate::conv::valid_taps;
+use crate::elementwise::Broadcast;
+use crate::{Dims, Hw, Operand, Padding};
+
+/// Parameters of a float32 convolution (`ts_conv_f32_params`).
+#[derive(Clone, Copy, Debug)]
+pub struct ConvF32Params {
+    /// Stride.
+    pub stride: Hw,
+    /// Dilation.
+    pub dilation: Hw,
+    /// Zero padding.
+    pub pad: Padding,
+    /// Groups ([`conv_f32`] only).
+    pub groups: usize,
+    /// Lower output bound (may be `-inf`).
+    pub act_min: f32,
+    /// Upper output bound (may be `+inf`).
+    pub act_max: f32,
+}
+
+/// Parameters of float32 pooling (`ts_pool_f32_params`).
+#[derive(Clone, Copy, Debug)]
+pub struct PoolF32Params {
+    /// Window size.
+    pub kernel: Hw,
+    /// Stride.
+    pub stride: Hw,
+    /// Padding.
+    pub pad: Padding,
+    /// Average pooling only: padded cells inside the padded extent count in the divisor.
+    pub count_include_pad: bool,
+    /// Lower output bound.
+    pub act_min: f32,
+    /// Upper output bound.
+    pub act_max: f32,
+}
+
+/// `x < lo ? lo : (x > hi ? hi : x)` (NaN passes through, as in C).
+#[inline(always)]
+fn clampf(x: f32, lo: f32, hi: f32) -> f32 {
+    if x < lo {
+        lo
+    } else if x > hi {
+        hi
+    } else {
+        x
+    }
+}
+
+/// Sequential `acc + sum(x * w)` (same order as C: no reassociation).
+#[inline(always)]
+fn dot(acc: f32, x: &[f32], w: &[f32]) -> f32 {
+    x.iter().zip(w).fold(acc, |acc, (&x, &w)| acc + x * w)
+}
+
+/// float32 convolution, NHWC, OHWI filter `{Cout, KH, KW, Cin / groups}`.
+pub fn conv_f32(
+    params: &ConvF32Params,
+    input_dims: &Dims,
+    input: &[f32],
+    filter_dims: &Dims,
+    filter: &[f32],
+    bias: Option<&[f32]>,
+    output_dims: &Dims,
+    output: &mut [f32],
+) {
+    let groups = params.groups.max(1);
+    let (cin, cg, cout) = (input_dims.c, filter_dims.c, output_dims.c);
+    let (kh_n, kw_n) = (filter_dims.h, filter_dims.w);
+    assert!(cg * groups == cin && cout % groups == 0 && filter_dims.n == cout);
+    assert!(input.len() >= input_dims.size() && filter.len() >= filter_dims.size());
+    assert!(output.len() >= output_dims.size() && input_dims.n == output_dims.n);
+    assert!(bias.is_none_or(|b| b.len() >= cout));
+    if output_dims.size() == 0 {
+        return;
+    }
+    let rows = cout / groups;
+    let tap = kw_n * cg;
+    let in_row = input_dims.w * cin;
+    let contiguous = groups == 1 && params.dilation.w == 1;
+    for (batch_input, batch_output) in input
+        .chunks_exact((input_dims.h * in_row).max(1))
+        .zip(output.chunks_exact_mut(output_dims.h * output_dims.w * cout))
+        .take(input_dims.n)
+    {
+        for (oh, out_row) in batch_output
+            .chunks_exact_mut(output_dims.w * cout)
+            .enumerate()
+        {
+            let ih0 = (oh * params.stride.h) as isize - params.pad.top as isize;
+            let (kh0, kh1) = valid_taps(ih0, params.dilation.h, kh_n, input_dims.h);
+            for (ow, out) in out_row.chunks_exact_mut(cout).enumerate() {
+                let iw0 = (ow * params.stride.w) as isize - params.pad.left as isize;
+                let (kw0, kw1) = valid_taps(iw0, params.dilation.w, kw_n, input_dims.w);
+                let kh_end = if kw0 < kw1 { kh1 } else { kh0 };
+                for (oc, y) in out.iter_mut().enumerate() {
+                    let g = oc / rows;
+                    let w_oc = &filter[oc * kh_n * tap..(oc + 1) * kh_n * tap];
+                    let mut acc = bias.map_or(0.0, |b| b[oc]);
+                    for kh in kh0..kh_end {
+                        let ih = (ih0 + (kh * params.dilation.h) as isize) as usize;
+                        let w_row = &w_oc[kh * tap..(kh + 1) * tap];
+                        if contiguous {
+                            let iw = (iw0 + kw0 as isize) as usize;
+                            let x = &batch_input[ih * in_row + iw * cin..][..(kw1 - kw0) * cin];
+                            acc = dot(acc, x, &w_row[kw0 * cg..kw1 * cg]);
+                        } else {
+                            for kw in kw0..kw1 {
+                                let iw = (iw0 + (kw * params.dilation.w) as isize) as usize;
+                                let x = &batch_input[ih * in_row + iw * cin + g * cg..][..cg];
+                                acc = dot(acc, x, &w_row[kw * cg..(kw + 1) * cg]);
+                            }
+                        }
+                    }
+                    *y = clampf(acc, params.act_min, params.act_max);
+                }
+            }
+        }
+    }
+}
+
+/// float32 depthwise convolution: filter `{1, KH, KW, Cout}` HWC, `Cout = Cin * multiplier`.
+pub fn depthwise_conv_f32(
+    params: &ConvF32Params,
+    input_dims: &Dims,
+    input: &[f32],
+    filter_dims: &Dims,
+    filter: &[f32],
+    bias: Option<&[f32]>,
+    output_dims: &Dims,
+    output: &mut [f32],
+) {
+    let (cin, cout) = (input_dims.c, output_dims.c);
+    let (kh_n, kw_n) = (filter_dims.h, filter_dims.w);
+    assert!(cin > 0 && cout % cin == 0 && filter_dims.c == cout);
+    assert!(input.len() >= input_dims.size() && filter.len() >= kh_n * kw_n * cout);
+    assert!(output.len() >= output_dims.size() && input_dims.n == output_dims.n);
+    assert!(bias.is_none_or(|b| b.len() >= cout));
+    if output_dims.size() == 0 {
+        return;
+    }
+    let mult = cout / cin;
+    let in_row = input_dims.w * cin;
+    for (batch_input, batch_output) in input
+        .chunks_exact((input_dims.h * in_row).max(1))
+        .zip(output.chunks_exact_mut(output_dims.h * output_dims.w * cout))
+        .take(input_dims.n)
+    {
+        for (oh, out_row) in batch_output
+            .chunks_exact_mut(output_dims.w * cout)
+            .enumerate()
+        {
+            let ih0 = (oh * params.stride.h) as isize - params.pad.top as isize;
+            let (kh0, kh1) = valid_taps(ih0, params.dilation.h, kh_n, input_dims.h);
+            for (ow, out) in out_row.chunks_exact_mut(cout).enumerate() {
+                let iw0 = (ow * params.stride.w) as isize - params.pad.left as isize;
+                let (kw0, kw1) = valid_taps(iw0, params.dilation.w, kw_n, input_dims.w);
+                for (oc, y) in out.iter_mut().enumerate() {
+                    let ic = oc / mult;
+                    let mut acc = bias.map_or(0.0, |b| b[oc]);
+                    for kh in kh0..kh1 {
+                        let ih = (ih0 + (kh * params.dilation.h) as isize) as usize;
+                        for kw in kw0..kw1 {
+                            let iw = (iw0 + (kw * params.dilation.w) as isize) as usize;
+                            acc += batch_input[ih * in_row + iw * cin + ic]
+                                * filter[(kh * kw_n + kw) * cout + oc];
+                        }
+                    }
+                    *y = clampf(acc, params.act_min, params.act_max);
+                }
+            }
+        }
+    }
+}
+
+/// float32 fully connected: input `[batches, depth]`, filter `[units, depth]`.
+pub fn fully_connected_f32(
+    act_min: f32,
+    act_max: f32,
+    batches: usize,
+    depth: usize,
+    units: usize,
+    input: &[f32],
+    filter: &[f32],
+    bias: Option<&[f32]>,
+    output: &mut [f32],
+) {
+    assert!(input.len() >= batches * depth && filter.len() >= units * depth);
+    assert!(output.len() >= batches * units);
+    assert!(bias.is_none_or(|b| b.len() >= units));
+    if batches == 0 || units == 0 {
+        return;
+    }
+    for (x, out) in input
+        .chunks_exact(depth.max(1))
+        .zip(output.chunks_exact_mut(units))
+        .take(batches)
+    {
+        let x = &x[..depth];
+        for (u, (y, w)) in out
+            .iter_mut()
+            .zip(filter.chunks_exact(depth.max(1)))
+            .enumerate()
+        {
+            let acc = dot(bias.map_or(0.0, |b| b[u]), x, &w[..depth]);
+            *y = clampf(acc, act_min, act_max);
+        }
+    }
+}
+
+/// float32 add with 4-D broadcasting (see [`crate::add_s8`]).
+pub fn add_f32(
+    act_min: f32,
+    act_max: f32,
+    out_dims: &[i32; 4],
+    a_strides: &[i32; 4],
+    b_strides: &[i32; 4],
+    a: &[f32],
+    b: &[f32],
+    output: &mut [f32],
+) {
+    Broadcast::new(out_dims, a_strides, b_strides)
+        .apply(a, b, output, |a, b| clampf(a + b, act_min, act_max));
+}
+
+/// [`add_f32`] in place.
+pub fn add_f32_inplace(
+    act_min: f32,
+    act_max: f32,
+    out_dims: &[i32; 4],
+    a_strides: &[i32; 4],
+    b_strides: &[i32; 4],
+    a: Operand<'_, f32>,
+    b: Operand<'_, f32>,
+    output: &mut [f32],
+) {
+    Broadcast::new(out_dims, a_strides, b_strides)
+        .apply_inplace(a, b, output, |a, b| clampf(a + b, act_min, act_max));
+}
+
+/// float32 mul with 4-D broadcasting.
+pub fn mul_f32(
+    act_min: f32,
+    act_max: f32,
+    out_dims: &[i32; 4],
+    a_strides: &[i32; 4],
+    b_strides: &[i32; 4],
+    a: &[f32],
+    b: &[f32],
+    output: &mut [f32],
+) {
+    Broadcast::new(out_dims, a_strides, b_strides)
+        .apply(a, b, output, |a, b| clampf(a * b, act_min, act_max));
+}
+
+/// [`mul_f32`] in place.
+pub fn mul_f32_inplace(
+    act_min: f32,
+    act_max: f32,
+    out_dims: &[i32; 4],
+    a_strides: &[i32; 4],
+    b_strides: &[i32; 4],
+    a: Operand<'_, f32>,
+    b: Operand<'_, f32>,
+    output: &mut [f32],
+) {
+    Broadcast::new(out_dims, a_strides, b_strides)
+        .apply_inplace(a, b, output, |a, b| clampf(a * b, act_min, act_max));
+}
+
+fn unary(input: &[f32], output: &mut [f32], f: impl Fn(f32) -> f32) {
+    assert!(input.len() >= output.len());
+    for (y, &x) in output.iter_mut().zip(input) {
+        *y = f(x);
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + libm::expf(-x))
+}
+
+/// `y = clamp(x, act_min, act_max)`.
+pub fn clip_f32(act_min: f32, act_max: f32, input: &[f32], output: &mut [f32]) {
+    unary(input, output, |x| clampf(x, act_min, act_max));
+}
+
+/// [`clip_f32`] in place.
+pub fn clip_f32_inplace(act_min: f32, act_max: f32, data: &mut [f32]) {
+    data.iter_mut()
+        .for_each(|x| *x = clampf(*x, act_min, act_max));
+}
+
+/// `y = 1 / (1 + exp(-x))`.
+pub fn sigmoid_f32(input: &[f32], output: &mut [f32]) {
+    unary(input, output, sigmoid);
+}
+
+/// [`sigmoid_f32`] in place.
+pub fn sigmoid_f32_inplace(data: &mut [f32]) {
+    data.iter_mut().for_each(|x| *x = sigmoid(*x));
+}
+
+/// `y = tanh(x)`.
+pub fn tanh_f32(input: &[f32], output: &mut [f32]) {
+    unary(input, output, libm::tanhf);
+}
+
+/// [`tanh_f32`] in place.
+pub fn tanh_f32_inplace(data: &mut [f32]) {
+    data.iter_mut().for_each(|x| *x = libm::tanhf(*x));
+}
+
+fn check_pool(input_dims: &Dims, input: &[f32], output_dims: &Dims, output: &[f32]) {
+    assert!(input_dims.c == output_dims.c && input_dims.n == output_dims.n);
+    assert!(input.len() >= input_dims.size() && output.len() >= output_dims.size());
+}
+
+/// float32 max pooling over the window's cells inside the input (none: `f32::MIN`), clamped.
+pub fn max_pool_f32(
+    params: &PoolF32Params,
+    input_dims: &Dims,
+    input: &[f32],
+    output_dims: &Dims,
+    output: &mut [f32],
+) {
+    check_pool(input_dims, input, output_dims, output);
+    each_window(
+        params,
+        input_dims,
+        input,
+        output_dims,
+        output,
+        |w, x, ch, c| {
+            let mut m = f32::MIN;
+            for kh in w.kh.0..w.kh.1 {
+                for kw in w.kw.0..w.kw.1 {
+                    let v = x[w.index(kh, kw, ch, c)];
+                    m = if v > m { v } else { m };
+                }
+            }
+            m
+        },
+    );
+}
+
+/// float32 average pooling: the sum of the window's cells inside the input divided by their
+/// count, or (`count_include_pad`) by the count of cells inside the padded extent.
+pub fn avg_pool_f32(
+    params: &PoolF32Params,
+    input_dims: &Dims,
+    input: &[f32],
+    output_dims: &Dims,
+    output: &mut [f32],
+) {
+    check_pool(input_dims, input, output_dims, output);
+    each_window(
+        params,
+        input_dims,
+        input,
+        output_dims,
+        output,
+        |w, x, ch, c| {
+            let mut sum = 0.0f32;
+            for kh in w.kh.0..w.kh.1 {
+                for kw in w.kw.0..w.kw.1 {
+                    sum += x[w.index(kh, kw, ch, c)];
+                }
+            }
+            let count = if params.count_include_pad {
+                w.padded_cells
+            } else {
+                w.cells()
+            };
+            if count > 0 {
+                sum / count as f32
+            } else {
+                0.0
+            }
+        },
+    );
+}
+
+/// The cells of one pooling window: taps `kh.0..kh.1` x `kw.0..kw.1` lie in the input;
+/// `padded_cells` of the window lie inside the padded extent.
+struct PoolWindow {
+    ih0: isize,
+    iw0: isize,
+    width: usize,
+    kh: (isize, isize),
+    kw: (isize, isize),
+    padded_cells: i32,
+}
+
+impl PoolWindow {
+    #[inline(always)]
+    fn index(&self, kh: isize, kw: isize, ch: usize, c: usize) -> usize {
+        (((self.ih0 + kh) as usize) * self.width + (self.iw0 + kw) as usize) * ch + c
+    }
+
+    #[inline(always)]
+    fn cells(&self) -> i32 {
+        ((self.kh.1 - self.kh.0) * (self.kw.1 - self.kw.0)) as i32
+    }
+}
+
+/// `[max(-i0, 0), min(size - i0, kernel))`, empty when the window misses `[0, size)`.
+#[inline(always)]
+fn inside(i0: isize, kernel: usize, size: isize) -> (isize, isize) {
+    let k0 = (-i0).max(0);
+    (k0, (size - i0).min(kernel as isize).max(k0))
+}
+
+/// Calls `reduce(window, batch_input, channels, c)` for each output element (in the (kh, kw)
+/// cell order of C, which float sums depend on) and stores it clamped.
+fn each_window(
+    params: &PoolF32Params,
+    input_dims: &Dims,
+    input: &[f32],
+    output_dims: &Dims,
+    output: &mut [f32],
+    reduce: impl Fn(&PoolWindow, &[f32], usize, usize) -> f32,
+) {
+    let ch = input_dims.c;
+    if output_dims.size() == 0 {
+        return;
+    }
+    let (h, w) = (input_dims.h as isize, input_dims.w as isize);
+    let (top, left) = (params.pad.top as isize, params.pad.left as isize);
+    let (ih_end, iw_end) = (
+        h + params.pad.bottom as isize,
+        w + params.pad.right as isize,
+    );
+    let in_batch = (input_dims.h * input_dims.w * ch).max(1);
+    for (batch_input, batch_output) in input
+        .chunks_exact(in_batch)
+        .zip(output.chunks_exact_mut(output_dims.h * output_dims.w * ch))
+        .take(output_dims.n)
+    {
+        for (oh, out_row) in batch_output
+            .chunks_exact_mut(output_dims.w * ch)
+            .enumerate()
+        {
+            let ih0 = (oh * params.stride.h) as isize - top;
+            let kh = inside(ih0, params.kernel.h, h);
+            let ph = inside(ih0 + top, params.kernel.h, ih_end + top);
+            for (ow, out) in out_row.chunks_exact_mut(ch).enumerate() {
+                let iw0 = (ow * params.stride.w) as isize - left;
+                let kw = inside(iw0, params.kernel.w, w);
+                let pw = inside(iw0 + left, params.kernel.w, iw_end + left);
+                let window = PoolWindow {
+                    ih0,
+                    iw0,
+                    width: input_dims.w,
+                    kh,
+                    kw,
+                    padded_cells: ((ph.1 - ph.0) * (pw.1 - pw.0)) as i32,
+                };
+                for (c, y) in out.iter_mut().enumerate() {
+                    *y = clampf(
+                        reduce(&window, batch_input, ch, c),
+                        params.act_min,
+                        params.act_max,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// float32 softmax over rows of `depth` values: `exp(x - max) / sum`, computed as C does
+/// (`y = e * (1 / sum)`).
+pub fn softmax_f32(rows: usize, depth: usize, input: &[f32], output: &mut [f32]) {
+    assert!(input.len() >= rows * depth && output.len() >= rows * depth);
+    if depth == 0 {
+        return;
+    }
+    for (x, y) in input
+        .chunks_exact(depth)
+        .zip(output.chunks_exact_mut(depth))
+        .take(rows)
+    {
+        let max = x
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        let mut sum = 0.0f32;
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = libm::expf(x - max);
+            sum += *y;
+        }
+        let inv = 1.0 / sum;
+        for y in y.iter_mut() {
+            *y *= inv;
+        }
+    }
+}
