@@ -70,7 +70,8 @@ def main() -> int:
                     o = old["layers"][i]["instructions"]
                     line += f"  {_per_mac(o, x.macs):>7} {x.instructions / o if o else 0:5.2f}"
                 print(line + f"  {x.name[-40:]}")
-        line = f"{name:<28} MACs {r.macs:>11,}  instructions {r.total_instructions:>12,}  per MAC {_per_mac(r.total_instructions, r.macs)}"
+        per_mac = _per_mac(r.total_instructions, r.macs)
+        line = f"{name:<28} MACs {r.macs:>11,}  instructions {r.total_instructions:>12,}  per MAC {per_mac}"
         if old:
             line += f"  (before {_per_mac(old['total'], old['macs'])}, ratio {r.total_instructions / old['total']:.3f})"
         summary.append(line + f"  [{r.check}]")

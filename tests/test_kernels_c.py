@@ -899,7 +899,8 @@ def elementwise_device_layer(i: int, op: str) -> DeviceLayer:
         f"static const ts_elementwise_params {pre}_p = "
         f"{{{-za}, {-zb}, {', '.join(map(str, mults))}, {zy}, -128, 127}};",
         f"static const int32_t {pre}_d[4] = {{{', '.join(map(str, shape))}}};",
-        f"static const int32_t {pre}_sa[4] = {{{shape[1] * shape[2] * shape[3]}, {shape[2] * shape[3]}, {shape[3]}, 1}};",
+        f"static const int32_t {pre}_sa[4] = "
+        f"{{{shape[1] * shape[2] * shape[3]}, {shape[2] * shape[3]}, {shape[3]}, 1}};",
         f"static const int32_t {pre}_sb[4] = {{0, 0, 0, 1}};",
     ]
     call = f"ts_{op}_s8(&{pre}_p, {pre}_d, {pre}_sa, {pre}_sb, X, {pre}_b, Y);"
