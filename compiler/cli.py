@@ -95,6 +95,16 @@ def compile(
         str, typer.Option(help="'auto': patch-based execution of the first layers where it lowers peak RAM.")
     ] = "off",
     lang: Annotated[str, typer.Option("--lang", help="Device code: c, rust or c,rust.")] = "c",
+    split: Annotated[
+        str | None,
+        typer.Option(help="Split the model: auto (search), none (all on device), input (all on server) or a tensor."),
+    ] = None,
+    link: Annotated[str, typer.Option(help="Radio link of the split: ble, ble2m, ieee802154, ltem, wifi.")] = "ble",
+    objective: Annotated[str, typer.Option(help="What --split auto minimises: latency or energy.")] = "latency",
+    max_leakage: Annotated[
+        float | None, typer.Option(help="Split constraint: at most this leakage (distance correlation, 0..1).")
+    ] = None,
+    max_bytes: Annotated[int | None, typer.Option(help="Split constraint: at most this many message bytes.")] = None,
 ) -> None:
     """Compile MODEL into device code and a report in OUT."""
     from tinysplit.compiler.pipeline import CompileOptions, compile_model
@@ -117,6 +127,8 @@ def compile(
     if not langs or set(langs) - {"c", "rust"}:
         raise CompileError(f"--lang {lang!r}: use c, rust or c,rust")
     options.langs = langs
+    options.split, options.link, options.objective = split, link, objective
+    options.max_leakage, options.max_bytes = max_leakage, max_bytes
     report = compile_model(model, out, options)
     mem = report["memory"]
     typer.echo(
@@ -124,6 +136,15 @@ def compile(
         f"{report['totals']['macs']:,} MACs, arena {mem['arena_bytes']:,} B "
         f"(lower bound {mem['lower_bound_bytes']:,} B), weights {mem['weight_bytes']:,} B"
     )
+    if "split" in report:
+        s = report["split"]
+        ms = {k: f"{s[k]['latency_s'] * 1e3:,.1f} ms" for k in ("choice", "all_on_device", "all_on_server")}
+        typer.echo(
+            f"split over {s['link']['name']}: {s['choice']['label']}, predicted {ms['choice']} end to end "
+            f"(all on device {ms['all_on_device']}, all on server {ms['all_on_server']}); see report.md, split.png"
+        )
+        for problem in s["choice"]["problems"]:
+            typer.echo(f"warning: the forced split does not fit: {problem}", err=True)
     for what in ("ram", "flash"):
         if not report["fits"][what]:
             typer.echo(f"warning: the model does not fit the {what} of {report['target']['name']}", err=True)

@@ -17,13 +17,17 @@ from tinysplit.backends.rust import emit_rust
 from tinysplit.compiler import frontend
 from tinysplit.compiler.errors import CompileError
 from tinysplit.compiler.ir import Graph
+from tinysplit.compiler.links import load_link
 from tinysplit.compiler.output import atomic_directory, write_deps
 from tinysplit.compiler.report import make_report, write_report
+from tinysplit.compiler.split_emit import emit_split
+from tinysplit.compiler.split_report import split_section, write_split_report
 from tinysplit.compiler.targets import Target, load_target, target_file
 from tinysplit.compiler.tiling_report import tiling_report
 from tinysplit.passes.canonicalize import canonicalize
 from tinysplit.passes.memory_plan import plan_memory
 from tinysplit.passes.quantize import quantize_for_compile
+from tinysplit.passes.split_search import plan_split
 from tinysplit.passes.tiling import patch_schedule
 
 
@@ -40,6 +44,11 @@ class CompileOptions:
     tile_memory: bool = False  # patch-based execution of the first layers, to cut peak RAM
     patches: int = 4
     langs: tuple[str, ...] = ("c",)  # device code to emit: c, rust
+    split: str | None = None  # None: whole model on the device, no search; else auto | none | input | TENSOR
+    link: str = "ble"
+    objective: str = "latency"
+    max_leakage: float | None = None
+    max_bytes: int | None = None
 
 
 def build_graph(model: str | Path | onnx.ModelProto, options: CompileOptions) -> tuple[Graph, Target]:
@@ -58,10 +67,20 @@ def compile_model(model: str | Path, out_dir: Path, options: CompileOptions) -> 
     untiled, target = build_graph(model, options)
     graph = patch_schedule(untiled, options.patches, "auto", scratch_bytes) if options.tile_memory else untiled
     report = make_report(graph, target, Path(model).name)
+    split = None
+    if options.split is not None:
+        if options.cores > 1 or options.tile_memory or "rust" in options.langs:
+            raise CompileError("--split emits the C head on one core for now: drop --cores, --tile-memory, --lang rust")
+        link = load_link(options.link)
+        split = plan_split(
+            graph, target, link, options.split, options.objective, options.max_bytes, options.max_leakage
+        )
     if options.cores > 1 or options.tile_memory:
         report["tiling"] = tiling_report(untiled, graph if options.tile_memory else None, options.cores)
     with atomic_directory(out_dir) as tmp:
-        if "c" in options.langs and options.cores > 1:
+        if split is not None:
+            report["split"] = split_section(split, emit_split(graph, split, tmp, options.prefix))
+        elif "c" in options.langs and options.cores > 1:
             emit_c_multicore(graph, tmp / "c", options.prefix, max_cores=options.cores)
         elif "c" in options.langs:
             emit_c(graph, tmp / "c", options.prefix)
@@ -70,6 +89,8 @@ def compile_model(model: str | Path, out_dir: Path, options: CompileOptions) -> 
                 raise CompileError("--cores > 1: the Rust backend runs on one core for now")
             emit_rust(graph, tmp / "rust", options.prefix)
         write_report(report, tmp)
+        if split is not None:
+            write_split_report(report["split"], tmp)
         if options.quantize:
             onnx.save(export_onnx(graph), tmp / "model.int8.qdq.onnx")
         (tmp / "model.io.json").write_text(json.dumps(io_description(graph), indent=2) + "\n")

@@ -148,3 +148,18 @@ def test_lang_option(tmp_path: Path) -> None:
     assert (out / "rust" / "tinysplit-rt" / "Cargo.toml").is_file()
     bad = runner.invoke(app, ["compile", str(MNIST), "-o", str(tmp_path / "bad"), "--lang", "fortran"])
     assert bad.exit_code == 2 and "--lang" in bad.output
+
+
+def test_split_options(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    tensor = "8"  # forced cut by layer index is not a tensor name: must be refused clearly
+    bad = runner.invoke(app, ["compile", str(MNIST), "-o", str(out), "--target", "nrf52", "--split", tensor])
+    assert bad.exit_code == 2 and "error:" in bad.output and not out.exists()
+    result = runner.invoke(app, ["compile", str(MNIST), "-o", str(out), "--target", "nrf52", "--split", "auto"])
+    assert result.exit_code == 0, result.output
+    assert "split over ble" in result.output
+    split = json.loads((out / "report.json").read_text())["split"]
+    assert split["choice"]["latency_s"] <= min(split["all_on_device"]["latency_s"], split["all_on_server"]["latency_s"])
+    assert (out / "split.png").is_file()
+    wrong = runner.invoke(app, ["compile", str(MNIST), "-o", str(tmp_path / "w"), "--split", "auto", "--objective", "fun"])
+    assert wrong.exit_code == 2 and "objective" in wrong.output
