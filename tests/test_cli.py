@@ -161,5 +161,6 @@ def test_split_options(tmp_path: Path) -> None:
     split = json.loads((out / "report.json").read_text())["split"]
     assert split["choice"]["latency_s"] <= min(split["all_on_device"]["latency_s"], split["all_on_server"]["latency_s"])
     assert (out / "split.png").is_file()
-    wrong = runner.invoke(app, ["compile", str(MNIST), "-o", str(tmp_path / "w"), "--split", "auto", "--objective", "fun"])
+    args = ["compile", str(MNIST), "-o", str(tmp_path / "w"), "--split", "auto", "--objective", "fun"]
+    wrong = runner.invoke(app, args)
     assert wrong.exit_code == 2 and "objective" in wrong.output
