@@ -105,9 +105,20 @@ def compile(
         float | None, typer.Option(help="Split constraint: at most this leakage (distance correlation, 0..1).")
     ] = None,
     max_bytes: Annotated[int | None, typer.Option(help="Split constraint: at most this many message bytes.")] = None,
+    noise: Annotated[
+        str,
+        typer.Option(
+            help="Noise the device adds to what it sends: none, gaussian:SCALE, laplace:SCALE "
+            "(std in quantization steps), auto, DIST:auto."
+        ),
+    ] = "none",
+    max_accuracy_drop: Annotated[
+        float, typer.Option(help="--noise auto: accuracy points (top-1 changes on --calibration data) it may cost.")
+    ] = 1.0,
 ) -> None:
     """Compile MODEL into device code and a report in OUT."""
     from tinysplit.compiler.pipeline import CompileOptions, compile_model
+    from tinysplit.passes.noise import AutoNoise, parse_noise
 
     if not prefix.isidentifier():
         raise CompileError(f"--prefix {prefix!r} is not a C identifier")
@@ -129,6 +140,9 @@ def compile(
     options.langs = langs
     options.split, options.link, options.objective = split, link, objective
     options.max_leakage, options.max_bytes = max_leakage, max_bytes
+    if isinstance(parse_noise(noise), AutoNoise) and calibration is None:
+        raise CompileError("--noise auto needs --calibration data")
+    options.noise, options.max_accuracy_drop = noise, max_accuracy_drop
     report = compile_model(model, out, options)
     mem = report["memory"]
     typer.echo(
@@ -177,6 +191,40 @@ def inspect(
         f"total: {t['layers']} layers, {t['macs']:,} MACs, {t['param_bytes']:,} parameter bytes, "
         f"{t['activation_bytes']:,} activation bytes"
     )
+
+
+@app.command()
+@_friendly_errors
+def privacy(
+    model: Annotated[Path, typer.Argument(help="The ONNX model.")],
+    split: Annotated[list[str], typer.Option("--split", help="Cut after this tensor (repeatable).")],
+    data: Annotated[
+        str, typer.Option(help="mnist, or a .npz with x_train, y_train (attacker), x_test, y_test.")
+    ] = "mnist",
+    scales: Annotated[
+        str, typer.Option(help="Noise scales to sweep, comma-separated (quantization steps).")
+    ] = "4,8,16,32,64,128",
+    distribution: Annotated[list[str] | None, typer.Option(help="gaussian and/or laplace (repeatable).")] = None,
+    noise: Annotated[
+        str, typer.Option(help="auto: also the scale --max-accuracy-drop allows; none: the sweep only.")
+    ] = "auto",
+    max_accuracy_drop: Annotated[float, typer.Option(help="Accuracy points --noise auto may cost.")] = 1.0,
+    quick: Annotated[bool, typer.Option(help="A smaller, faster attack (its SSIM is a looser lower bound).")] = False,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder: privacy.json and PNGs.")] = Path("privacy"),
+) -> None:
+    """How much of the input a server could rebuild from the cut: inversion attack, with and without noise."""
+    from tinysplit.compiler.privacy import privacy_cli
+
+    if noise not in ("auto", "none"):
+        raise CompileError(f"--noise {noise!r}: use auto or none")
+    try:
+        values = [float(s) for s in scales.split(",") if s.strip()]
+    except ValueError:
+        raise CompileError(f"--scales {scales!r}: expected numbers separated by commas") from None
+    privacy_cli(
+        model, split, data, values, distribution or ["gaussian"], out,
+        auto=noise == "auto", max_drop=max_accuracy_drop, quick=quick, log=typer.echo,
+    )  # fmt: skip
 
 
 @app.command()

@@ -15,6 +15,7 @@ from tinysplit.backends.lower import scratch_bytes
 from tinysplit.backends.onnx_export import export_onnx
 from tinysplit.backends.rust import emit_rust
 from tinysplit.compiler import frontend
+from tinysplit.compiler.calibration import load_calibration
 from tinysplit.compiler.errors import CompileError
 from tinysplit.compiler.ir import Graph
 from tinysplit.compiler.links import load_link
@@ -49,6 +50,8 @@ class CompileOptions:
     objective: str = "latency"
     max_leakage: float | None = None
     max_bytes: int | None = None
+    noise: str = "none"  # noise the device adds to the cut tensors: none | gaussian:S | laplace:S | auto
+    max_accuracy_drop: float = 1.0  # what --noise auto may cost, in accuracy points on the calibration data
 
 
 def build_graph(model: str | Path | onnx.ModelProto, options: CompileOptions) -> tuple[Graph, Target]:
@@ -68,6 +71,8 @@ def compile_model(model: str | Path, out_dir: Path, options: CompileOptions) -> 
     graph = patch_schedule(untiled, options.patches, "auto", scratch_bytes) if options.tile_memory else untiled
     report = make_report(graph, target, Path(model).name)
     split = None
+    if options.noise != "none" and options.split is None:
+        raise CompileError("--noise applies to what the device sends: it needs --split")
     if options.split is not None:
         if options.cores > 1 or options.tile_memory or "rust" in options.langs:
             raise CompileError("--split emits the C head on one core for now: drop --cores, --tile-memory, --lang rust")
@@ -79,7 +84,12 @@ def compile_model(model: str | Path, out_dir: Path, options: CompileOptions) -> 
         report["tiling"] = tiling_report(untiled, graph if options.tile_memory else None, options.cores)
     with atomic_directory(out_dir) as tmp:
         if split is not None:
-            report["split"] = split_section(split, emit_split(graph, split, tmp, options.prefix))
+            samples = load_calibration(options.calibration, graph).samples if options.calibration else None
+            written = emit_split(
+                graph, split, tmp, options.prefix, noise=options.noise, noise_samples=samples,
+                max_accuracy_drop=options.max_accuracy_drop,
+            )  # fmt: skip
+            report["split"] = split_section(split, written)
         elif "c" in options.langs and options.cores > 1:
             emit_c_multicore(graph, tmp / "c", options.prefix, max_cores=options.cores)
         elif "c" in options.langs:

@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
 from tinysplit.backends.c import emit_c
@@ -24,6 +25,7 @@ from tinysplit.backends.lower import scratch_bytes
 from tinysplit.backends.onnx_export import export_onnx
 from tinysplit.compiler.ir import Graph, Node, Tensor
 from tinysplit.passes.memory_plan import plan_memory
+from tinysplit.passes.noise import apply_option
 from tinysplit.passes.split import split_graph
 from tinysplit.passes.split_search import SplitResult
 from tinysplit.server.bundle import load_bundle
@@ -81,13 +83,24 @@ def bundle_json(head: Graph, tail: Graph, model_id: str, model_version: int) -> 
 
 
 def emit_split(
-    graph: Graph, result: SplitResult, out_dir: Path, prefix: str = "model", model_version: int = 1
+    graph: Graph,
+    result: SplitResult,
+    out_dir: Path,
+    prefix: str = "model",
+    model_version: int = 1,
+    noise: str = "none",
+    noise_samples: dict[str, np.ndarray] | None = None,
+    max_accuracy_drop: float = 1.0,
 ) -> dict[str, Any]:
-    """Write OUT/c and OUT/server for the chosen cut; return what was written, for the report."""
+    """Write OUT/c and OUT/server for the chosen cut; return what was written, for the report.
+
+    `noise` (passes.noise syntax) adds the on-device noise step to the cut tensors."""
     setup = result.setup
     head, tail = split_graph(graph, result.chosen, setup.cut_quant)
+    head, noise_section = apply_option(head, tail, noise, noise_samples, max_accuracy_drop)
     device = device_head(head)
     written: dict[str, Any] = {"cut": list(tail.inputs), "device_code": None, "server_bundle": None}
+    written["noise"] = noise_section
     if any(True for _ in device.nodes()):
         planned = plan_memory(device, scratch_bytes)
         emit_c(planned, out_dir / "c", prefix)

