@@ -228,3 +228,37 @@ def test_cargo_build_helper_is_clippy_clean_and_its_tests_pass(tmp_path: Path) -
     run(["cargo", "clippy", "--all-targets", "--locked", "--offline", "--", "-D", "warnings"], cwd=crate, env=env)
     log = run(["cargo", "test", "--locked", "--offline"], cwd=crate, env=env)
     assert "test result: ok. 3 passed" in log, log
+
+
+@pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not installed")
+def test_generated_crate_is_a_path_dependency(tmp_path: Path) -> None:
+    """An application crate depends on the generated model crate by path, builds, and runs it."""
+    from tinysplit.compiler import reference
+    from tinysplit.compiler.pipeline import CompileOptions, build_graph
+
+    gen = tmp_path / "gen"
+    subprocess.run(
+        [str(TINYSPLIT), "compile", str(MNIST / "lenet5.onnx"), "--lang", "rust", "-o", str(gen)], check=True
+    )
+    app = tmp_path / "app"
+    (app / "src").mkdir(parents=True)
+    (app / "Cargo.toml").write_text(
+        '[package]\nname = "app"\nversion = "0.1.0"\nedition = "2021"\n\n'
+        f'[dependencies]\nmodel-model = {{ path = "{gen / "rust" / "model-model"}" }}\n'
+    )
+    (app / "src" / "main.rs").write_text(
+        "fn main() {\n"
+        "    let mut model = model_model::Model::new();\n"
+        "    let input = [0.5f32; model_model::INPUT0_SIZE];\n"
+        "    let mut output = [0.0f32; model_model::OUTPUT0_SIZE];\n"
+        "    model.run(&input, &mut output);\n"
+        "    let best = (0..output.len()).max_by(|&a, &b| output[a].total_cmp(&output[b])).unwrap();\n"
+        '    println!("class {best}");\n'
+        "}\n"
+    )
+    env = {**os.environ, "CARGO_TARGET_DIR": str(tmp_path / "target")}
+    run = subprocess.run(["cargo", "run", "-q"], cwd=app, env=env, capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    graph, _ = build_graph(MNIST / "lenet5.onnx", CompileOptions())
+    expected = reference.run(graph, {graph.inputs[0]: np.full(graph.tensors[graph.inputs[0]].shape, 0.5, np.float32)})
+    assert run.stdout.strip() == f"class {int(np.argmax(expected[graph.outputs[0]]))}"
