@@ -32,11 +32,8 @@ from tinysplit.backends.lower import (
     Value,
     lower,
 )
-from tinysplit.backends.lower import (
-    scratch_bytes as lower_scratch_bytes,
-)
 from tinysplit.backends.riot import emit_riot_module_files
-from tinysplit.compiler.ir import Graph, Node
+from tinysplit.compiler.ir import Graph
 from tinysplit.passes.memory_plan import MemoryPlan
 
 CTYPES = {"int8": "int8_t", "float32": "float", "int32": "int32_t", "uint32": "uint32_t"}
@@ -223,9 +220,3 @@ def copy_runtime(dest: Path) -> list[Path]:
                 shutil.copyfile(path, target)
                 written.append(target)
     return written
-
-
-def scratch_bytes(graph: Graph, node: Node, dsp: bool) -> int:
-    """Deprecated alias kept while the split passes move to backends.lower.scratch_bytes."""
-    del dsp
-    return lower_scratch_bytes(graph, node)

@@ -130,11 +130,12 @@ def mnist_checks(g: Graph, q: Graph, calib: np.ndarray, x_test: np.ndarray, skip
     ]
     if skip_c:
         return lines
-    from tinysplit.backends.c import CTYPES, emit_c, scratch_bytes
+    from tinysplit.backends.c import CTYPES, emit_c
+    from tinysplit.backends.lower import scratch_bytes
     from tinysplit.compiler.harness import IOSpec, run_host
     from tinysplit.passes.memory_plan import plan_memory
 
-    planned = plan_memory(qb, lambda gr, n: scratch_bytes(gr, n, dsp=False))
+    planned = plan_memory(qb, scratch_bytes)
     with tempfile.TemporaryDirectory() as tmp:
         emit_c(planned, Path(tmp) / "c")
         spec = [IOSpec(t.name, CTYPES[t.dtype], t.size) for t in (qb.tensors[qb.inputs[0]], qb.tensors[qb.outputs[0]])]
