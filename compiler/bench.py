@@ -32,17 +32,15 @@ from tinysplit.backends.lower import lower
 from tinysplit.compiler import reference
 from tinysplit.compiler.errors import CompileError
 from tinysplit.compiler.harness import (
-    _WARNINGS,
     ARCHES,
     HarnessError,
     IOSpec,
     SectionSizes,
     ToolMissingError,
-    _check_io,
-    _model_sources,
-    _run,
-    _templates,
+    build_host_program,
+    check_io,
     run_emulated,
+    run_tool,
 )
 from tinysplit.compiler.ir import Graph
 from tinysplit.compiler.pipeline import CompileOptions, build_graph
@@ -422,7 +420,7 @@ class HostTimer:
 
     def run(self, iterations: int) -> float:
         """Runs the model ``iterations`` times (after one warm-up run) in one process; seconds per run."""
-        out = _run([self.app, str(iterations), *self.input_paths, *self.output_paths], "host timing", self.timeout)
+        out = run_tool([self.app, str(iterations), *self.input_paths, *self.output_paths], "host timing", self.timeout)
         m = re.search(r"^TS_HOST_NS (\d+) (\d+)$", out, re.MULTILINE)
         if m is None:
             raise HarnessError(f"host timing: no TS_HOST_NS line in the output:\n{out[-2000:]}")
@@ -448,24 +446,11 @@ def build_host_timer(
     """Builds a generated model folder with the host compiler (C99, warnings as errors, ``cflags``)
     and templates/harness/host_timing_main.c.j2; writes the inputs for :meth:`HostTimer.run`."""
     c_dir, workdir = Path(c_dir).resolve(), Path(workdir).resolve()
-    arrays = _check_io(inputs, input_specs, output_specs)
-    model_c, runtime = _model_sources(c_dir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    main_c = workdir / "host_timing_main.c"
-    main_c.write_text(
-        _templates()
-        .get_template("host_timing_main.c.j2")
-        .render(
-            prefix=prefix,
-            inputs=[{"index": i, "ctype": s.ctype, "size": s.size} for i, s in enumerate(input_specs)],
-            outputs=[{"index": i, "ctype": s.ctype, "size": s.size} for i, s in enumerate(output_specs)],
-        ),
-        encoding="utf-8",
-    )
-    app = workdir / "host_timer"
-    include = ["-I", str(c_dir), "-I", str(c_dir / "runtime" / "include")]
-    sources = [str(model_c), *map(str, runtime), str(main_c)]
-    _run([cc, "-std=c99", *cflags, *_WARNINGS, *include, *sources, "-o", str(app), "-lm"], "host build", timeout)
+    arrays = check_io(inputs, input_specs, output_specs)
+    app = build_host_program(
+        c_dir, "host_timing_main.c.j2", input_specs, output_specs, workdir, prefix,
+        cc=cc, cflags=cflags, timeout=timeout,
+    )  # fmt: skip
     in_paths = [workdir / f"input{i}.bin" for i in range(len(arrays))]
     for path, a in zip(in_paths, arrays, strict=True):
         path.write_bytes(a.tobytes())

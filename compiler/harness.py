@@ -243,7 +243,7 @@ def _runtime_c() -> Path:
     return Path(str(importlib.resources.files("tinysplit.runtime_c")))
 
 
-def _check_io(
+def check_io(
     inputs: Sequence[np.ndarray], input_specs: Sequence[IOSpec], output_specs: Sequence[IOSpec]
 ) -> list[np.ndarray]:
     if len(inputs) != len(input_specs):
@@ -276,7 +276,7 @@ def _model_sources(c_dir: Path) -> tuple[Path, list[Path]]:
     return model_c, runtime
 
 
-def _run(
+def run_tool(
     cmd: Sequence[str | os.PathLike[str]],
     what: str,
     timeout: float,
@@ -324,7 +324,7 @@ def _compile_all(jobs: Sequence[tuple[list[str], Path]], timeout: float) -> None
 
     def one(job: tuple[list[str], Path]) -> None:
         cmd, source = job
-        _run(cmd, f"compiling {source.name}", timeout)
+        run_tool(cmd, f"compiling {source.name}", timeout)
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for future in [pool.submit(one, job) for job in jobs]:
@@ -347,6 +347,45 @@ def _c_literals(array: np.ndarray, ctype: str) -> tuple[str, str]:
 # ---------------------------------------------------------------------------------------- host
 
 
+def build_host_program(
+    c_dir: Path,
+    template: str,
+    input_specs: Sequence[IOSpec],
+    output_specs: Sequence[IOSpec],
+    workdir: Path,
+    prefix: str = "model",
+    *,
+    cc: str = "gcc",
+    cflags: Sequence[str] = ("-O2",),
+    libs: Sequence[str] = ("-lm",),
+    timeout: float = 120.0,
+) -> Path:
+    """Renders templates/harness/<template> for the model's signature and builds it with the generated
+    C (``-std=c99``, warnings as errors, then ``cflags``); returns the program."""
+    c_dir, workdir = Path(c_dir).resolve(), Path(workdir).resolve()
+    model_c, runtime = _model_sources(c_dir)
+    if shutil.which(cc) is None:
+        raise ToolMissingError(f"the C compiler {cc!r} is not installed")
+    workdir.mkdir(parents=True, exist_ok=True)
+    main_c = workdir / template.removesuffix(".j2")
+    main_c.write_text(
+        _templates()
+        .get_template(template)
+        .render(
+            prefix=prefix,
+            PREFIX=prefix.upper(),
+            inputs=[{"index": i, "ctype": s.ctype, "size": s.size} for i, s in enumerate(input_specs)],
+            outputs=[{"index": i, "ctype": s.ctype, "size": s.size} for i, s in enumerate(output_specs)],
+        ),
+        encoding="utf-8",
+    )
+    app = workdir / main_c.stem
+    include = ["-I", str(c_dir), "-I", str(c_dir / "runtime" / "include")]
+    sources = [str(model_c), *map(str, runtime), str(main_c)]
+    run_tool([cc, "-std=c99", *_WARNINGS, *include, *cflags, *sources, "-o", str(app), *libs], "host build", timeout)
+    return app
+
+
 def run_host(
     c_dir: Path,
     inputs: list[np.ndarray],
@@ -364,43 +403,11 @@ def run_host(
     Flags: ``-std=c99 -O2 -Wall -Wextra -Werror -pedantic`` (and ``-lm``); any warning fails the
     build with :class:`HarnessError` carrying the compiler's messages."""
     c_dir, workdir = Path(c_dir).resolve(), Path(workdir).resolve()
-    arrays = _check_io(inputs, input_specs, output_specs)
-    model_c, runtime = _model_sources(c_dir)
-    if shutil.which(cc) is None:
-        raise ToolMissingError(f"run_host: the C compiler {cc!r} is not installed")
-    workdir.mkdir(parents=True, exist_ok=True)
-
-    main_c = workdir / "host_main.c"
-    main_c.write_text(
-        _templates()
-        .get_template("host_main.c.j2")
-        .render(
-            prefix=prefix,
-            inputs=[{"index": i, "ctype": s.ctype, "size": s.size} for i, s in enumerate(input_specs)],
-            outputs=[{"index": i, "ctype": s.ctype, "size": s.size} for i, s in enumerate(output_specs)],
-        ),
-        encoding="utf-8",
-    )
-    app = workdir / "host_app"
-    include = ["-I", str(c_dir), "-I", str(c_dir / "runtime" / "include")]
-    _run(
-        [
-            cc,
-            "-std=c99",
-            "-O2",
-            *_WARNINGS,
-            *include,
-            *extra_cflags,
-            str(model_c),
-            *map(str, runtime),
-            str(main_c),
-            "-o",
-            str(app),
-            "-lm",
-        ],
-        "host build",
-        timeout,
-    )
+    arrays = check_io(inputs, input_specs, output_specs)
+    app = build_host_program(
+        c_dir, "host_main.c.j2", input_specs, output_specs, workdir, prefix,
+        cc=cc, cflags=["-O2", *extra_cflags], timeout=timeout,
+    )  # fmt: skip
 
     in_paths = [workdir / f"input{i}.bin" for i in range(len(arrays))]
     out_paths = [workdir / f"output{i}.bin" for i in range(len(output_specs))]
@@ -408,7 +415,7 @@ def run_host(
         path.write_bytes(a.tobytes())
     for path in out_paths:
         path.unlink(missing_ok=True)
-    _run([app, *in_paths, *out_paths], "host run", timeout, cwd=workdir)
+    run_tool([app, *in_paths, *out_paths], "host run", timeout, cwd=workdir)
     outputs = []
     for path, spec in zip(out_paths, output_specs, strict=True):
         data = path.read_bytes()
@@ -451,7 +458,7 @@ def run_emulated(
     does not finish in ``timeout`` seconds, or the instruction counter reads inconsistently."""
     cfg = _arch(arch)
     c_dir, workdir = Path(c_dir).resolve(), Path(workdir).resolve()
-    arrays = _check_io(inputs, input_specs, output_specs)
+    arrays = check_io(inputs, input_specs, output_specs)
     model_c, runtime = _model_sources(c_dir)
     missing = missing_tools(arch)
     if missing:
@@ -519,14 +526,14 @@ def run_emulated(
     if cfg.linker_script:
         link += ["-T", str(platform_dir / cfg.linker_script)]
     link += ["-Wl,--gc-sections", f"-Wl,-Map={map_file}", *map(str, objects), "-lm", "-o", str(elf)]
-    _run(link, f"linking for {arch}", timeout)
+    run_tool(link, f"linking for {arch}", timeout)
 
     sections = _size_sections(cfg, elf, timeout)
     image, model = _map_sizes(map_file.read_text(errors="replace"), {o.resolve() for o in model_objects})
 
     qemu = [cfg.qemu, *cfg.qemu_args, "-nographic", "-monitor", "none"]
     qemu += ["-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf)]
-    log = _run(qemu, f"running on {arch} (QEMU)", timeout, cwd=workdir, check=False, log_file=workdir / "qemu.log")
+    log = run_tool(qemu, f"running on {arch} (QEMU)", timeout, cwd=workdir, check=False, log_file=workdir / "qemu.log")
     parsed = _parse_log(log, f"{arch} ({' '.join(qemu)})")
 
     outputs = []
@@ -618,7 +625,7 @@ _NOT_ALLOCATED = re.compile(r"^\.(debug|comment|stab|ARM\.attributes|riscv\.attr
 
 def _size_sections(cfg: _Arch, elf: Path, timeout: float) -> dict[str, int]:
     """``size -A`` of the ELF: its memory sections (not debug, comment or attribute sections)."""
-    out = _run([cfg.size, "-A", str(elf)], "size", timeout)
+    out = run_tool([cfg.size, "-A", str(elf)], "size", timeout)
     sections: dict[str, int] = {}
     for line in out.splitlines():
         m = re.match(r"^(\.\S+)\s+(\d+)\s+(\d+)\s*$", line)

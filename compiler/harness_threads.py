@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinysplit.compiler.harness import _WARNINGS, HarnessError, IOSpec, _check_io, _model_sources, _run, _templates
+from tinysplit.compiler.harness import HarnessError, IOSpec, build_host_program, check_io, run_tool
 
 
 def build_host_threads(
@@ -28,26 +28,10 @@ def build_host_threads(
     timeout: float = 180.0,
 ) -> Path:
     """Compile the generated multi-core model with the threads harness; return the program."""
-    c_dir, workdir = Path(c_dir).resolve(), Path(workdir).resolve()
-    model_c, runtime = _model_sources(c_dir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    main_c = workdir / "host_threads_main.c"
-    main_c.write_text(
-        _templates()
-        .get_template("host_threads_main.c.j2")
-        .render(
-            prefix=prefix,
-            PREFIX=prefix.upper(),
-            inputs=[{"index": i, "ctype": s.ctype, "size": s.size} for i, s in enumerate(input_specs)],
-            outputs=[{"index": i, "ctype": s.ctype, "size": s.size} for i, s in enumerate(output_specs)],
-        ),
-        encoding="utf-8",
-    )
-    app = workdir / "host_threads"
-    include = ["-I", str(c_dir), "-I", str(c_dir / "runtime" / "include")]
-    cmd = [cc, "-std=c99", "-O2", *_WARNINGS, *include, *extra_cflags, str(model_c), *map(str, runtime)]
-    _run([*cmd, str(main_c), "-o", str(app), "-pthread", "-lm"], "host threads build", timeout)
-    return app
+    return build_host_program(
+        c_dir, "host_threads_main.c.j2", input_specs, output_specs, workdir, prefix,
+        cc=cc, cflags=["-O2", *extra_cflags], libs=["-pthread", "-lm"], timeout=timeout,
+    )  # fmt: skip
 
 
 def run_threads(
@@ -60,7 +44,7 @@ def run_threads(
     timeout: float = 120.0,
 ) -> tuple[list[np.ndarray], float]:
     """Run `iterations` inferences on `threads` threads; (outputs of the last, seconds per inference)."""
-    arrays = _check_io(inputs, input_specs, output_specs)
+    arrays = check_io(inputs, input_specs, output_specs)
     workdir = app.parent
     in_paths = [workdir / f"input{i}.bin" for i in range(len(arrays))]
     out_paths = [workdir / f"output{i}.bin" for i in range(len(output_specs))]
@@ -68,7 +52,9 @@ def run_threads(
         path.write_bytes(a.tobytes())
     for path in out_paths:
         path.unlink(missing_ok=True)
-    log = _run([app, str(threads), str(iterations), *in_paths, *out_paths], "host threads run", timeout, cwd=workdir)
+    log = run_tool(
+        [app, str(threads), str(iterations), *in_paths, *out_paths], "host threads run", timeout, cwd=workdir
+    )
     found = re.search(r"TS_HOST_NS (\d+) (\d+)", log)
     if found is None:
         raise HarnessError(f"host threads run printed no timing:\n{log[-2000:]}")
