@@ -13,10 +13,15 @@ of a split deployment (templates/riot).
 
 from __future__ import annotations
 
+import shutil
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import jinja2
+import numpy as np
+
+from tinysplit.compiler.ir import Graph
 
 RUNTIME_MODULE = "tinysplit_runtime"
 
@@ -51,4 +56,54 @@ def emit_riot_module_files(c_dir: Path, prefix: str = "model") -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(env.get_template(template).render(context))
         written.append(path)
+    return written
+
+
+def emit_riot_app(
+    c_dir: Path,
+    prefix: str,
+    model_id: str,
+    model_version: int,
+    device: Graph,
+    cut: list[dict[str, Any]],
+    arena_bytes: int,
+) -> list[Path]:
+    """The RIOT application of a split deployment (templates/riot) in c_dir, beside what emit_c wrote:
+    Makefile, main.c (run the head, seal, POST with gcoap), README.md, and the runtime as a module with
+    the device side of the wire format."""
+    if list(device.outputs) != [t["name"] for t in cut]:
+        raise ValueError(f"the head's outputs {device.outputs} are not the cut {[t['name'] for t in cut]}")
+    x = device.tensors[device.inputs[0]]
+    noise = any(n.op == "noise" for n in device.nodes())
+    context = {
+        "prefix": prefix,
+        "model_id": model_id,
+        "model_version": model_version,
+        "input_ctype": "int8_t" if x.dtype == "int8" else "float",
+        "input_size": x.size,
+        "cut": [{**t, "size": int(np.prod(t["shape"]))} for t in cut],
+        "arena_bytes": arena_bytes,
+        "noise": noise,
+    }
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resources.files("tinysplit.templates") / "riot")),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    written = []
+    for template, name in (("Makefile.j2", "Makefile"), ("main.c.j2", "main.c"), ("README.md.j2", "README.md"),
+                           ("runtime.Makefile.j2", "runtime/Makefile")):  # fmt: skip
+        path = c_dir / name
+        path.write_text(env.get_template(template).render(context))
+        written.append(path)
+    runtime_c = Path(str(resources.files("tinysplit.runtime_c")))
+    wire = [runtime_c / "wire" / f for f in ("wire.c", "aead_riot.c")]
+    wire += [runtime_c / "platform" / "random" / "random_riot.c"] if noise else []
+    for source in wire:
+        target = c_dir / "runtime" / "wire" / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        written.append(target)
     return written

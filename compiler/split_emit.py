@@ -23,6 +23,7 @@ import onnx
 from tinysplit.backends.c import emit_c
 from tinysplit.backends.lower import scratch_bytes
 from tinysplit.backends.onnx_export import export_onnx
+from tinysplit.backends.riot import emit_riot_app
 from tinysplit.compiler.ir import Graph, Node, Tensor
 from tinysplit.passes.memory_plan import plan_memory
 from tinysplit.passes.noise import apply_option
@@ -114,4 +115,8 @@ def emit_split(
         (server / "bundle.json").write_text(json.dumps(bundle, indent=2) + "\n")
         load_bundle(server)  # the server's own check of the contract
         written["server_bundle"] = "server/"
+        if written["device_code"]:
+            plan = planned.metadata["memory"]
+            emit_riot_app(out_dir / "c", prefix, setup.model_id, model_version, device, bundle["cut"], plan.arena_bytes)
+            written["riot_app"] = "c/"
     return written

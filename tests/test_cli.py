@@ -164,3 +164,20 @@ def test_split_options(tmp_path: Path) -> None:
     args = ["compile", str(MNIST), "-o", str(tmp_path / "w"), "--split", "auto", "--objective", "fun"]
     wrong = runner.invoke(app, args)
     assert wrong.exit_code == 2 and "objective" in wrong.output
+
+
+def test_split_writes_the_riot_application(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["compile", str(MNIST), "-o", str(out), "--target", "nrf52", "--split", "p1", "--noise", "gaussian:8"]
+    args += ["--quantize", "int8", "--calibration", str(MNIST.with_name("calibration.npz"))]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    c = out / "c"
+    for name in ("Makefile", "main.c", "README.md", "runtime/Makefile", "runtime/wire/wire.c"):
+        assert (c / name).is_file(), name
+    assert "model_run(input, cut0);" in (c / "main.c").read_text()
+    assert "static float input[784];" in (c / "main.c").read_text()
+    assert "USEMODULE += random prng_sha256prng" in (c / "Makefile").read_text()
+    runtime_makefile = (c / "runtime" / "Makefile").read_text().splitlines()
+    assert any(line.startswith("SRC = ") and line.endswith("random_riot.c") for line in runtime_makefile)
+    assert (c / "runtime" / "wire" / "random_riot.c").is_file()
