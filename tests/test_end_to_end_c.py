@@ -12,9 +12,10 @@ import onnxruntime as ort
 import pytest
 from test_frontend import LIGHT_OK, SLOW, light_model
 
-from tinysplit.backends.c import CTYPES, emit_c
+from tinysplit.backends.c import emit_c
 from tinysplit.compiler import reference
-from tinysplit.compiler.harness import IOSpec, run_host
+from tinysplit.compiler.bench import io_specs, random_inputs
+from tinysplit.compiler.harness import run_host
 from tinysplit.compiler.ir import Graph
 from tinysplit.compiler.pipeline import CompileOptions, build_graph
 
@@ -33,25 +34,11 @@ FLOAT_TOLERANCE = 1e-4  # max |c - onnxruntime| relative to max |onnxruntime|
 TOP1_MARGIN = 2  # quantization steps by which onnxruntime's top-1 must lead for the check to apply
 
 
-def specs(graph: Graph, names: list[str]) -> list[IOSpec]:
-    return [IOSpec(n, CTYPES[graph.tensors[n].dtype], graph.tensors[n].size) for n in names]
-
-
-def random_inputs(graph: Graph, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    feeds = []
-    for name in graph.inputs:
-        t = graph.tensors[name]
-        if t.dtype == "int8":
-            feeds.append(rng.integers(-128, 128, size=t.shape, dtype=np.int8))
-        else:
-            feeds.append(rng.standard_normal(t.shape).astype(np.float32))
-    return feeds
-
-
 def run_generated(graph: Graph, inputs: list[np.ndarray], workdir: Path) -> list[np.ndarray]:
     emit_c(graph, workdir / "c")
-    outs = run_host(workdir / "c", inputs, specs(graph, graph.inputs), specs(graph, graph.outputs), workdir / "build")
+    outs = run_host(
+        workdir / "c", inputs, io_specs(graph, graph.inputs), io_specs(graph, graph.outputs), workdir / "build"
+    )
     return [o.reshape(graph.tensors[n].shape) for o, n in zip(outs, graph.outputs, strict=True)]
 
 

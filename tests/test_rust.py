@@ -37,6 +37,7 @@ from tinysplit.backends.lower import KernelCall, lower
 from tinysplit.backends.rust import crate_name, emit_ariel, emit_rust, float_literal, model_lock, rust_identifier
 from tinysplit.compiler import quant as Q
 from tinysplit.compiler import reference
+from tinysplit.compiler.bench import random_inputs
 from tinysplit.compiler.errors import CompileError
 from tinysplit.compiler.harness import IOSpec, run_host
 from tinysplit.compiler.ir import Graph, Node, Quant, Tensor
@@ -113,18 +114,6 @@ def run_c(graph: Graph, inputs: list[np.ndarray], workdir: Path) -> list[np.ndar
     emit_c(graph, workdir / "c")
     outs = run_host(workdir / "c", inputs, specs(graph.inputs), specs(graph.outputs), workdir / "c-build")
     return [o.reshape(graph.tensors[n].shape) for o, n in zip(outs, graph.outputs, strict=True)]
-
-
-def random_inputs(graph: Graph, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    feeds = []
-    for name in graph.inputs:
-        t = graph.tensors[name]
-        if t.dtype == "int8":
-            feeds.append(rng.integers(-128, 128, size=t.shape, dtype=np.int8))
-        else:
-            feeds.append(rng.standard_normal(t.shape).astype(np.float32))
-    return feeds
 
 
 def check_against_reference_and_c(graph: Graph, workdir: Path, prefix: str, seed: int = 0) -> None:
