@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import jinja2
 import numpy as np
@@ -176,9 +176,18 @@ def emit_c(graph: Graph, out_dir: Path, prefix: str = "model") -> list[Path]:
     """Write model.h, model.c and a copy of the runtime under out_dir; return the files written."""
     renderer = _Renderer(graph, prefix)
     layers = [renderer.layer(call) for call in lower(graph)]
+    written = write_model_files(graph, out_dir, prefix, layers, "model")
+    return written + emit_riot_module_files(out_dir, prefix)
+
+
+def write_model_files(
+    graph: Graph, out_dir: Path, prefix: str, layers: list[Any], template: str, **extra: Any
+) -> list[Path]:
+    """Render templates/c/<template>.{h,c}.j2 as model.h and model.c for the rendered layers, and copy
+    the runtime beside them. `graph` carries the memory plan; `extra` goes to the templates as is."""
     io = [
         {
-            "name": renderer.params[t],
+            "name": c_identifier(t),
             "ctype": CTYPES[graph.tensors[t].dtype],
             "size": graph.tensors[t].size,
             "shape": list(graph.tensors[t].shape),
@@ -193,18 +202,17 @@ def emit_c(graph: Graph, out_dir: Path, prefix: str = "model") -> list[Path]:
         "layers": layers,
         "inputs": io[: len(graph.inputs)],
         "outputs": io[len(graph.inputs) :],
-        "arena_bytes": max(renderer.plan.arena_bytes, 8),
+        "arena_bytes": max(graph.metadata["memory"].arena_bytes, 8),
+        **extra,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     env = _env()
     written = []
-    for template, filename in (("model.h.j2", "model.h"), ("model.c.j2", "model.c")):
-        path = out_dir / filename
-        path.write_text(env.get_template(template).render(context))
+    for suffix in ("h", "c"):
+        path = out_dir / f"model.{suffix}"
+        path.write_text(env.get_template(f"{template}.{suffix}.j2").render(context))
         written.append(path)
-    written += copy_runtime(out_dir / "runtime")
-    written += emit_riot_module_files(out_dir, prefix)
-    return written
+    return written + copy_runtime(out_dir / "runtime")
 
 
 def copy_runtime(dest: Path) -> list[Path]:

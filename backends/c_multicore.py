@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import cast
 
 from tinysplit.backends import lower_tiling as _lower_tiling  # noqa: F401  (patched graphs lower too)
-from tinysplit.backends.c import CTYPES, CLayer, _env, _Renderer, c_comment, copy_runtime
+from tinysplit.backends.c import CLayer, _Renderer, write_model_files
 from tinysplit.backends.lower import Buffer, KernelCall, Scratch, Struct, lower
 from tinysplit.backends.lower import scratch_bytes as lower_scratch_bytes
 from tinysplit.compiler.ir import Graph
@@ -112,35 +112,7 @@ def emit_c_multicore(
     """Write the multi-core model.h, model.c and a copy of the runtime under out_dir."""
     planned = plan_for_cores(graph, max_cores)
     layers = multicore_layers(planned, prefix)
-    params = _Renderer(planned, prefix).params
-    io = [
-        {
-            "name": params[t],
-            "ctype": CTYPES[planned.tensors[t].dtype],
-            "size": planned.tensors[t].size,
-            "shape": list(planned.tensors[t].shape),
-            "source": c_comment(t),
-        }
-        for t in planned.inputs + planned.outputs
-    ]
-    context = {
-        "prefix": prefix,
-        "PREFIX": prefix.upper(),
-        "model": c_comment(planned.name),
-        "layers": layers,
-        "inputs": io[: len(planned.inputs)],
-        "outputs": io[len(planned.inputs) :],
-        "arena_bytes": max(planned.metadata["memory"].arena_bytes, 8),
-        "max_cores": max_cores,
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    env = _env()
-    written = []
-    for template, filename in (("model_multicore.h.j2", "model.h"), ("model_multicore.c.j2", "model.c")):
-        path = out_dir / filename
-        path.write_text(env.get_template(template).render(context))
-        written.append(path)
-    return written + copy_runtime(out_dir / "runtime")
+    return write_model_files(planned, out_dir, prefix, layers, "model_multicore", max_cores=max_cores)
 
 
 __all__ = ["Buffer", "CoreLayer", "emit_c_multicore", "multicore_layers", "plan_for_cores", "row_splittable"]
