@@ -20,19 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-from tinysplit.compiler.bench import BenchResult, bench_model, format_table
+from tinysplit.compiler.bench import SHARED_MODELS, BenchResult, bench_model, format_table
 from tinysplit.compiler.harness import missing_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "models"
-MODELS = [
-    "resnet8_cifar10_int8.onnx",
-    "dscnn_kws_int8.onnx",
-    "ad01_toycar_int8.onnx",
-    "resnet8_cifar10_f32.onnx",
-    "dscnn_kws_f32.onnx",
-    "ad01_toycar_f32.onnx",
-]
+MODELS = list(SHARED_MODELS)
 TARGET_OF_ARCH = {"cortex-m4": "stm32", "rv32": "riscv"}
 
 

@@ -24,11 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TVM_NUM_THREADS", "1")
@@ -40,20 +38,21 @@ import onnxruntime as ort
 
 from tinysplit.backends.c import emit_c
 from tinysplit.compiler import reference
-from tinysplit.compiler.bench import build_host_timer, compare_outputs, io_specs, random_inputs, runtime_digest
+from tinysplit.compiler.bench import (
+    SHARED_MODELS,
+    Runner,
+    build_host_timer,
+    compare_outputs,
+    interleaved_medians,
+    io_specs,
+    random_inputs,
+    runtime_digest,
+)
 from tinysplit.compiler.pipeline import CompileOptions, build_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "models"
-MODELS = [
-    "resnet8_cifar10_int8.onnx",
-    "dscnn_kws_int8.onnx",
-    "ad01_toycar_int8.onnx",
-    "resnet8_cifar10_f32.onnx",
-    "dscnn_kws_f32.onnx",
-    "ad01_toycar_f32.onnx",
-]
-Runner = Callable[[int], float]  # iterations -> seconds per inference
+MODELS = list(SHARED_MODELS)
 
 
 def ort_runner(path: Path, inputs: list[np.ndarray]) -> tuple[Runner, list[np.ndarray], dict[str, np.ndarray]]:
@@ -167,13 +166,7 @@ def main() -> int:
                 runners["tvm"], tvm_out, seconds = tvm_runner(path, feeds, args.tvm_target)
                 notes += [f"TVM vs ORT {versus_ort(tvm_out, ort_out)}", f"TVM build {seconds:.1f} s"]
 
-            counts = {k: max(1, round(args.seconds / max(run(1), 1e-7))) for k, run in runners.items()}
-            samples: dict[str, list[float]] = {k: [] for k in runners}
-            order = list(runners)
-            for r in range(args.rounds):
-                for k in order[r % len(order) :] + order[: r % len(order)]:
-                    samples[k].append(runners[k](counts[k]))
-            medians = {k: statistics.median(v) for k, v in samples.items()}
+            medians = interleaved_medians(runners, args.rounds, args.seconds)
             rows.append((name, medians, notes, check.ok))
             digests.add(runtime_digest(work / "c" / "runtime"))
             print(f"{name}: " + "; ".join(notes), file=sys.stderr, flush=True)

@@ -17,18 +17,11 @@ import json
 import sys
 from pathlib import Path
 
-from tinysplit.compiler.bench import bench_model
+from tinysplit.compiler.bench import SHARED_MODELS, bench_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "models"
-MODELS = [
-    "resnet8_cifar10_int8.onnx",
-    "dscnn_kws_int8.onnx",
-    "ad01_toycar_int8.onnx",
-    "resnet8_cifar10_f32.onnx",
-    "dscnn_kws_f32.onnx",
-    "ad01_toycar_f32.onnx",
-]
+MODELS = list(SHARED_MODELS)
 
 
 def _per_mac(n: int, macs: int) -> str:

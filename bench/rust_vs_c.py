@@ -20,11 +20,9 @@ import argparse
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,26 +31,22 @@ import numpy as np
 from tinysplit.backends.c import emit_c
 from tinysplit.backends.rust import crate_name, emit_rust
 from tinysplit.compiler import reference
-from tinysplit.compiler.bench import build_host_timer, io_specs, random_inputs
+from tinysplit.compiler.bench import (
+    SHARED_MODELS,
+    Runner,
+    build_host_timer,
+    interleaved_medians,
+    io_specs,
+    random_inputs,
+)
 from tinysplit.compiler.pipeline import CompileOptions, build_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "models"
 MODELS = [
     ROOT / "examples" / "mnist" / "lenet5.onnx",
-    *(
-        SHARED / name
-        for name in (
-            "resnet8_cifar10_int8.onnx",
-            "dscnn_kws_int8.onnx",
-            "ad01_toycar_int8.onnx",
-            "resnet8_cifar10_f32.onnx",
-            "dscnn_kws_f32.onnx",
-            "ad01_toycar_f32.onnx",
-        )
-    ),
+    *(SHARED / name for name in SHARED_MODELS),
 ]
-Runner = Callable[[int], float]  # iterations -> seconds per inference
 
 
 @dataclass
@@ -147,13 +141,7 @@ def main() -> int:
             note = check(graph.outputs, dtypes, rust_out, c_timer.outputs(), ref)
             print(f"{path.name}: {note}", file=sys.stderr, flush=True)
 
-            counts = {k: max(1, round(args.seconds / max(run(1), 1e-7))) for k, run in runners.items()}
-            samples: dict[str, list[float]] = {k: [] for k in runners}
-            order = list(runners)
-            for r in range(args.rounds):
-                for k in order[r % 2 :] + order[: r % 2]:
-                    samples[k].append(runners[k](counts[k]))
-            medians = {k: statistics.median(v) for k, v in samples.items()}
+            medians = interleaved_medians(runners, args.rounds, args.seconds)
             rows.append((path.stem, medians, "MISMATCH" not in note))
 
     if not rows:

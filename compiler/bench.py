@@ -19,7 +19,7 @@ import json
 import re
 import statistics
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,16 +49,19 @@ from tinysplit.compiler.targets import available_targets, load_target
 
 __all__ = [
     "FLOAT_TOLERANCE",
+    "SHARED_MODELS",
     "BenchResult",
     "HostTimer",
     "LayerRow",
     "OutputCheck",
     "OutputMismatchError",
+    "Runner",
     "bench_cli",
     "bench_model",
     "build_host_timer",
     "compare_outputs",
     "format_table",
+    "interleaved_medians",
     "io_specs",
     "random_inputs",
     "runtime_digest",
@@ -208,6 +211,31 @@ class BenchResult:
 
 
 # ---------------------------------------------------------------------------------------- helpers
+
+# The MLPerf Tiny models of ../shared/models that every benchmark measures.
+SHARED_MODELS = (
+    "resnet8_cifar10_int8.onnx",
+    "dscnn_kws_int8.onnx",
+    "ad01_toycar_int8.onnx",
+    "resnet8_cifar10_f32.onnx",
+    "dscnn_kws_f32.onnx",
+    "ad01_toycar_f32.onnx",
+)
+
+Runner = Callable[[int], float]  # iterations -> seconds per inference
+
+
+def interleaved_medians(runners: dict[str, Runner], rounds: int, seconds: float) -> dict[str, float]:
+    """Median seconds per inference of each runner over `rounds` rounds, the runners taking turns (each
+    round starts with the next one) so that a noisy machine slows all of them alike; each sample runs
+    for about `seconds`."""
+    counts = {k: max(1, round(seconds / max(run(1), 1e-7))) for k, run in runners.items()}
+    samples: dict[str, list[float]] = {k: [] for k in runners}
+    order = list(runners)
+    for r in range(rounds):
+        for k in order[r % len(order) :] + order[: r % len(order)]:
+            samples[k].append(runners[k](counts[k]))
+    return {k: statistics.median(v) for k, v in samples.items()}
 
 
 def io_specs(graph: Graph, names: Sequence[str]) -> list[IOSpec]:
