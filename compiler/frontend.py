@@ -68,8 +68,10 @@ def _read(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
         base = Path.cwd()
     else:
         path = Path(model)
-        if not path.is_file():
+        if not path.exists():
             raise CompileError(f"model file {path} not found")
+        if not path.is_file():
+            raise CompileError(f"model {path} is not a regular file")
         try:
             proto = onnx.load(str(path), load_external_data=False)
         except Exception as e:  # protobuf's DecodeError and friends
