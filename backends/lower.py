@@ -101,7 +101,8 @@ def scratch_bytes(graph: Graph, node: Node) -> int:
             return 2 * 4 * kh * kw
         k = kh * kw * cin_g
         kp = (k + 3) & ~3
-        return 4 * 2 * kp + kp if cin_g % 4 else 4 * 2 * k
+        requantization = 16 * graph.tensors[node.inputs[1]].shape[0]
+        return requantization + (4 * 2 * kp + kp if cin_g % 4 else 4 * 2 * k)
     if node.op == "fully_connected":
         return 2 * graph.tensors[node.inputs[1]].shape[1]
     return 0

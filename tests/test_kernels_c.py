@@ -711,14 +711,15 @@ def test_abi_structs_match(runtimes: list[crt.CRuntime]) -> None:
 
 
 def test_scratch_sizes(runtimes: list[crt.CRuntime]) -> None:
-    """Only the DSP paths use scratch: four int16 im2col columns for conv, one row for fully connected."""
+    """Only the DSP paths use scratch: conv's per-row requantization constants (16 bytes per output
+    channel) and four int16 im2col columns, one row for fully connected."""
     params = crt.ConvParams(0, 0, crt.HW(1, 1), crt.HW(1, 1), crt.Padding(0, 0, 0, 0), 1, -128, 127)
     fc = crt.FcParams(0, 0, -128, 127)
     for rt in runtimes:
         dsp = rt.variant == "dsp"
-        assert rt.conv_s8_buffer_size(params, (1, 8, 8, 8), (4, 3, 3, 8)) == (4 * 2 * 72 if dsp else 0)
+        assert rt.conv_s8_buffer_size(params, (1, 8, 8, 8), (4, 3, 3, 8)) == (16 * 4 + 4 * 2 * 72 if dsp else 0)
         # Cin/groups not a multiple of 4: plus the int8 patch, rounded up to 4 bytes
-        assert rt.conv_s8_buffer_size(params, (1, 8, 8, 3), (4, 3, 3, 3)) == (9 * 28 if dsp else 0)
+        assert rt.conv_s8_buffer_size(params, (1, 8, 8, 3), (4, 3, 3, 3)) == (16 * 4 + 9 * 28 if dsp else 0)
         size = rt.lib.ts_fully_connected_s8_get_buffer_size(ctypes.byref(fc), 40, 10)
         assert size == (2 * 40 if rt.variant == "dsp" else 0)
 

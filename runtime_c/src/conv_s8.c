@@ -13,12 +13,14 @@ int32_t ts_conv_s8_get_buffer_size(const ts_conv_params *params, const ts_dims *
     (void)params;
 #if TS_HAVE_DSP
     {
-        /* TS_MM_COLS (4) im2col columns of K = KH * KW * Cin/groups int16 values; when Cin/groups is
-         * not a multiple of 4, the columns are padded to Kp = K rounded up to a multiple of 4, and an
-         * int8 patch of Kp bytes follows them. */
+        /* the requantization constants of the Cout rows (ts_priv_rq_row), then TS_MM_COLS (4) im2col
+         * columns of K = KH * KW * Cin/groups int16 values; when Cin/groups is not a multiple of 4, the
+         * columns are padded to Kp = K rounded up to a multiple of 4, and an int8 patch of Kp bytes
+         * follows them. */
         const int32_t K = filter_dims->h * filter_dims->w * filter_dims->c;
         const int32_t Kp = (K + 3) & ~3;
-        return (filter_dims->c & 3) != 0 ? TS_MM_COLS * 2 * Kp + Kp : TS_MM_COLS * 2 * K;
+        const int32_t rq = (int32_t)sizeof(ts_priv_rq_row) * filter_dims->n;
+        return rq + ((filter_dims->c & 3) != 0 ? TS_MM_COLS * 2 * Kp + Kp : TS_MM_COLS * 2 * K);
     }
 #else
     (void)filter_dims;
@@ -28,10 +30,29 @@ int32_t ts_conv_s8_get_buffer_size(const ts_conv_params *params, const ts_dims *
 
 #if TS_HAVE_DSP
 
-/* im2col of one output pixel (oh, ow) of group g into column j of the blocked column buffer.
- * With Cin/groups a multiple of 4 each tap converts straight into the column; otherwise the raw
- * patch is gathered into `patch` first (padding as the input zero point, which becomes 0) and
- * converted in one pass, so that the conversion still runs four values at a time. */
+/* n bytes from src to dst, a word at a time (Armv7E-M loads and stores words at any address) */
+static inline void copy_bytes(int8_t *dst, const int8_t *src, int32_t n)
+{
+    for (; n >= 4; n -= 4, src += 4, dst += 4) {
+        ts_store32(dst, ts_load32(src));
+    }
+    for (; n > 0; --n) {
+        *dst++ = *src++;
+    }
+}
+
+static inline void fill_bytes(int8_t *dst, int8_t value, int32_t n)
+{
+    for (; n > 0; --n) {
+        *dst++ = value;
+    }
+}
+
+/* im2col of one output pixel (oh, ow) of group g into column j of the blocked column buffer, when
+ * Cin/groups is not a multiple of 4: the raw patch is gathered into `patch` first (padding as the
+ * input zero point, which becomes 0) and converted in one pass, so that the conversion still runs
+ * four values at a time. With one group and no horizontal dilation a kernel row's taps are one run
+ * of the input row. */
 static void im2col_pixel(const ts_conv_params *params, const ts_dims *input_dims, const int8_t *batch_input,
                          const ts_dims *filter_dims, int32_t group, int32_t oh, int32_t ow, int16_t *cols, int32_t j,
                          int8_t *patch)
@@ -39,59 +60,88 @@ static void im2col_pixel(const ts_conv_params *params, const ts_dims *input_dims
     const int32_t cg = filter_dims->c;
     const int32_t kh_n = filter_dims->h, kw_n = filter_dims->w;
     const int32_t K = kh_n * kw_n * cg;
+    const int32_t Kp = (K + 3) & ~3;
     const int32_t ih0 = oh * params->stride.h - params->pad.top;
     const int32_t iw0 = ow * params->stride.w - params->pad.left;
     const int8_t zero_point = (int8_t)(-params->input_offset);
-    int32_t kh, kw, c, k = 0;
+    const int runs = cg == input_dims->c && params->dilation.w == 1;
+    int32_t kh, kw, k = 0;
     for (kh = 0; kh < kh_n; ++kh) {
         const int32_t ih = ih0 + kh * params->dilation.h;
-        const int row_ok = ih >= 0 && ih < input_dims->h;
-        for (kw = 0; kw < kw_n; ++kw, k += cg) {
-            const int32_t iw = iw0 + kw * params->dilation.w;
-            const int8_t *src = NULL;
-            if (row_ok && iw >= 0 && iw < input_dims->w) {
-                src = batch_input + (ih * input_dims->w + iw) * input_dims->c + group * cg;
-            }
-            if (patch == NULL) {
-                ts_priv_col_fill(cols, TS_MM_COLS, j, K, k, src, cg, params->input_offset);
-            } else if (src != NULL) {
-                for (c = 0; c < cg; ++c) {
-                    patch[k + c] = src[c];
-                }
+        const int8_t *row = batch_input + ih * input_dims->w * input_dims->c + group * cg;
+        if (ih < 0 || ih >= input_dims->h) {
+            fill_bytes(patch + k, zero_point, kw_n * cg);
+        } else if (runs) {
+            const int32_t lo = iw0 < 0 ? -iw0 : 0;
+            const int32_t hi = input_dims->w - iw0 < kw_n ? input_dims->w - iw0 : kw_n;
+            if (lo >= hi) {
+                fill_bytes(patch + k, zero_point, kw_n * cg);
             } else {
-                for (c = 0; c < cg; ++c) {
-                    patch[k + c] = zero_point;
+                fill_bytes(patch + k, zero_point, lo * cg);
+                copy_bytes(patch + k + lo * cg, row + (iw0 + lo) * cg, (hi - lo) * cg);
+                fill_bytes(patch + k + hi * cg, zero_point, (kw_n - hi) * cg);
+            }
+        } else {
+            for (kw = 0; kw < kw_n; ++kw) {
+                const int32_t iw = iw0 + kw * params->dilation.w;
+                if (iw >= 0 && iw < input_dims->w) {
+                    copy_bytes(patch + k + kw * cg, row + iw * input_dims->c, cg);
+                } else {
+                    fill_bytes(patch + k + kw * cg, zero_point, cg);
                 }
             }
         }
+        k += kw_n * cg;
     }
-    if (patch != NULL) {
-        /* padded to a multiple of 4 with the zero point, which the offset turns into 0 */
-        const int32_t Kp = (K + 3) & ~3;
-        for (k = K; k < Kp; ++k) {
-            patch[k] = zero_point;
-        }
-        ts_priv_col_fill(cols, TS_MM_COLS, j, Kp, 0, patch, Kp, params->input_offset);
-    }
+    /* padded to a multiple of 4 with the zero point, which the offset turns into 0 */
+    fill_bytes(patch + K, zero_point, Kp - K);
+    ts_priv_col_fill(cols, TS_MM_COLS, j, Kp, 0, patch, Kp, params->input_offset);
 }
 
 /* n4 groups of four values of one tap into column j: v = src + offset (src == NULL: zeros). */
 static inline void col_tap4(int16_t *dst, const int8_t *src, int32_t n4, int32_t off2)
 {
+    const int32_t step = 4 * TS_MM_COLS; /* int16 values from one group of a column to the next */
     if (src == NULL) {
         for (; n4 > 0; --n4) {
             ts_store32(dst, 0);
             ts_store32(dst + 2, 0);
-            dst += 4 * TS_MM_COLS;
+            dst += step;
         }
         return;
     }
+#if TS_DSP_ASM
+    if (n4 >= 4) {
+        /* sixteen values per LDM; LDM's register list must ascend, so the words live in fixed registers */
+        register int32_t x0 __asm__("r8");
+        register int32_t x1 __asm__("r9");
+        register int32_t x2 __asm__("r10");
+        register int32_t x3 __asm__("r11");
+        int32_t lo, hi;
+        int32_t n16 = n4 >> 2;
+#define TS_COL_WORD(X)                                                                              \
+    "sxtab16 %[lo], %[off2], " X "\n\t"                                                             \
+    "sxtab16 %[hi], %[off2], " X ", ror #8\n\t"                                                     \
+    "strd    %[lo], %[hi], [%[dst]], #32\n\t"
+        __asm__ volatile("1:\n\t"
+                         "ldmia   %[src]!, {%[x0], %[x1], %[x2], %[x3]}\n\t" TS_COL_WORD("%[x0]")
+                             TS_COL_WORD("%[x1]") TS_COL_WORD("%[x2]") TS_COL_WORD("%[x3]")
+                         "subs    %[n], %[n], #1\n\t"
+                         "bne     1b\n\t"
+                         : [src] "+r"(src), [dst] "+r"(dst), [n] "+r"(n16), [lo] "=&r"(lo), [hi] "=&r"(hi),
+                           [x0] "=&r"(x0), [x1] "=&r"(x1), [x2] "=&r"(x2), [x3] "=&r"(x3)
+                         : [off2] "r"(off2)
+                         : "cc", "memory");
+#undef TS_COL_WORD
+        n4 &= 3;
+    }
+#endif
     for (; n4 > 0; --n4) {
         const int32_t x = ts_load32(src);
         ts_store32(dst, ts_sxtab16(off2, x));
         ts_store32(dst + 2, ts_sxtab16_ror8(off2, x));
         src += 4;
-        dst += 4 * TS_MM_COLS;
+        dst += step;
     }
 }
 
@@ -126,8 +176,13 @@ static TS_NOINLINE void im2col_pixel4(const ts_conv_params *params, const ts_dim
  * every output channel of the group against them. */
 static void conv_dsp(const ts_conv_params *params, const ts_channel_quant *quant, const ts_dims *input_dims,
                      const int8_t *input, const ts_dims *filter_dims, const int8_t *filter, const int32_t *bias,
-                     const ts_dims *output_dims, int8_t *output, int16_t *cols)
+                     const ts_dims *output_dims, int8_t *output, void *scratch)
 {
+    ts_priv_rq_row *rq_table = (ts_priv_rq_row *)scratch;
+    int16_t *cols = (int16_t *)(rq_table + output_dims->c);
+    const ts_priv_rq_row *rq =
+        ts_priv_rq_rows(output_dims->c, quant->multiplier, quant->shift, params->output_offset, rq_table) ? rq_table
+                                                                                                          : NULL;
     const int32_t groups = params->groups > 0 ? params->groups : 1;
     const int32_t cout = output_dims->c;
     const int32_t rows = cout / groups;
@@ -165,7 +220,7 @@ static void conv_dsp(const ts_conv_params *params, const ts_channel_quant *quant
                     }
                 }
                 ts_priv_mat_mult_cols(filter + m0 * K, rows, K, Kc, cols, valid, bias != NULL ? bias + m0 : NULL,
-                                      quant->multiplier + m0, quant->shift + m0, params->output_offset,
+                                      rq != NULL ? rq + m0 : NULL, quant->multiplier + m0, quant->shift + m0, params->output_offset,
                                       params->act_min, params->act_max, batch_output + p * cout + m0, cout);
             }
         }
@@ -228,8 +283,7 @@ void ts_conv_s8(const ts_conv_params *params, const ts_channel_quant *quant, con
 {
 #if TS_HAVE_DSP
     if (scratch != NULL && ((uintptr_t)scratch & 3u) == 0) {
-        conv_dsp(params, quant, input_dims, input, filter_dims, filter, bias, output_dims, output,
-                 (int16_t *)scratch);
+        conv_dsp(params, quant, input_dims, input, filter_dims, filter, bias, output_dims, output, scratch);
         return;
     }
 #else

@@ -49,56 +49,80 @@ void ts_priv_col_fill(int16_t *cols, int32_t ncols, int32_t j, int32_t K, int32_
     }
 }
 
-/* One weight row against TS_MM_COLS = 4 columns, `groups` groups of 4 values: the weight word is
- * loaded and sign-extended once for the four columns; four accumulators. */
-static inline void dot_1x4(const int8_t *w, const int16_t *x, int32_t groups, int32_t acc[4])
+int ts_priv_rq_rows(int32_t rows, const int32_t *multiplier, const int32_t *shift, int32_t output_offset,
+                    ts_priv_rq_row *rq)
 {
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-#if TS_DSP_ASM
-    int32_t pairs = groups >> 1;
-    if (pairs > 0) {
-        int32_t p, pe, x0, x1;
-        __asm__ volatile(
-            "1:\n\t"
-            "ldr    %[p], [%[w]], #4\n\t"
-            "ldrd   %[x0], %[x1], [%[x]], #8\n\t"
-            "sxtb16 %[pe], %[p]\n\t"
-            "sxtb16 %[p], %[p], ror #8\n\t"
-            "smlad  %[a0], %[pe], %[x0], %[a0]\n\t"
-            "smlad  %[a0], %[p], %[x1], %[a0]\n\t"
-            "ldrd   %[x0], %[x1], [%[x]], #8\n\t"
-            "smlad  %[a1], %[pe], %[x0], %[a1]\n\t"
-            "smlad  %[a1], %[p], %[x1], %[a1]\n\t"
-            "ldrd   %[x0], %[x1], [%[x]], #8\n\t"
-            "smlad  %[a2], %[pe], %[x0], %[a2]\n\t"
-            "smlad  %[a2], %[p], %[x1], %[a2]\n\t"
-            "ldrd   %[x0], %[x1], [%[x]], #8\n\t"
-            "smlad  %[a3], %[pe], %[x0], %[a3]\n\t"
-            "smlad  %[a3], %[p], %[x1], %[a3]\n\t"
-            "ldr    %[p], [%[w]], #4\n\t"
-            "ldrd   %[x0], %[x1], [%[x]], #8\n\t"
-            "sxtb16 %[pe], %[p]\n\t"
-            "sxtb16 %[p], %[p], ror #8\n\t"
-            "smlad  %[a0], %[pe], %[x0], %[a0]\n\t"
-            "smlad  %[a0], %[p], %[x1], %[a0]\n\t"
-            "ldrd   %[x0], %[x1], [%[x]], #8\n\t"
-            "smlad  %[a1], %[pe], %[x0], %[a1]\n\t"
-            "smlad  %[a1], %[p], %[x1], %[a1]\n\t"
-            "ldrd   %[x0], %[x1], [%[x]], #8\n\t"
-            "smlad  %[a2], %[pe], %[x0], %[a2]\n\t"
-            "smlad  %[a2], %[p], %[x1], %[a2]\n\t"
-            "ldrd   %[x0], %[x1], [%[x]], #8\n\t"
-            "smlad  %[a3], %[pe], %[x0], %[a3]\n\t"
-            "smlad  %[a3], %[p], %[x1], %[a3]\n\t"
-            "subs   %[n], %[n], #1\n\t"
-            "bne    1b\n\t"
-            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
-              [n] "+r"(pairs), [p] "=&r"(p), [pe] "=&r"(pe), [x0] "=&r"(x0), [x1] "=&r"(x1)
-            :
-            : "cc", "memory");
+    int32_t m;
+    for (m = 0; m < rows; ++m) {
+        if (!ts_rqz_ok(shift[m])) {
+            return 0;
+        }
     }
-    groups &= 1;
+    for (m = 0; m < rows; ++m) {
+        const ts_rqz z = ts_rqz_make(multiplier[m], shift[m], output_offset);
+        rq[m].round_lo = (uint32_t)((uint64_t)z.round & 0xFFFFFFFFu);
+        rq[m].round_hi = (int32_t)(z.round >> 32);
+        rq[m].multiplier = z.multiplier;
+        rq[m].sh = z.sh;
+    }
+    return 1;
+}
+
+#if TS_DSP_ASM
+/* One group of four values of one weight row against the four columns: the weight word is
+ * sign-extended once; LDM brings two columns' halves of the group per instruction. */
+#define TS_MM_GROUP                                                                                 \
+    "ldr    %[p], [%[w]], #4\n\t"                                                                   \
+    "ldmia  %[x]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                                \
+    "sxtb16 %[pe], %[p]\n\t"                                                                        \
+    "sxtb16 %[p], %[p], ror #8\n\t"                                                                 \
+    "smlad  %[a0], %[pe], %[x0], %[a0]\n\t"                                                         \
+    "smlad  %[a0], %[p], %[x1], %[a0]\n\t"                                                          \
+    "smlad  %[a1], %[pe], %[x2], %[a1]\n\t"                                                         \
+    "smlad  %[a1], %[p], %[x3], %[a1]\n\t"                                                          \
+    "ldmia  %[x]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                                \
+    "smlad  %[a2], %[pe], %[x0], %[a2]\n\t"                                                         \
+    "smlad  %[a2], %[p], %[x1], %[a2]\n\t"                                                          \
+    "smlad  %[a3], %[pe], %[x2], %[a3]\n\t"                                                         \
+    "smlad  %[a3], %[p], %[x3], %[a3]\n\t"
 #endif
+
+/* One weight row against TS_MM_COLS = 4 columns, `groups` groups of 4 values, into a0..a3. */
+static inline __attribute__((always_inline)) const int8_t *dot_1x4(const int8_t *w, const int16_t *x,
+                                                                    int32_t groups, int32_t *acc0, int32_t *acc1,
+                                                                    int32_t *acc2, int32_t *acc3)
+{
+    int32_t a0 = *acc0, a1 = *acc1, a2 = *acc2, a3 = *acc3;
+#if TS_DSP_ASM
+    /* LDM's register list must ascend: the four column words live in fixed registers */
+    register int32_t x0 __asm__("r8");
+    register int32_t x1 __asm__("r9");
+    register int32_t x2 __asm__("r10");
+    register int32_t x3 __asm__("r11");
+    int32_t p, pe;
+    int32_t quads = groups >> 2;
+    if (quads > 0) {
+        __asm__ volatile("1:\n\t" TS_MM_GROUP TS_MM_GROUP TS_MM_GROUP TS_MM_GROUP
+                         "subs   %[n], %[n], #1\n\t"
+                         "bne    1b\n\t"
+                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
+                           [n] "+r"(quads), [p] "=&r"(p), [pe] "=&r"(pe), [x0] "=&r"(x0), [x1] "=&r"(x1),
+                           [x2] "=&r"(x2), [x3] "=&r"(x3)
+                         :
+                         : "cc", "memory");
+    }
+    groups &= 3;
+    if (groups > 0) {
+        __asm__ volatile("1:\n\t" TS_MM_GROUP
+                         "subs   %[n], %[n], #1\n\t"
+                         "bne    1b\n\t"
+                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
+                           [n] "+r"(groups), [p] "=&r"(p), [pe] "=&r"(pe), [x0] "=&r"(x0), [x1] "=&r"(x1),
+                           [x2] "=&r"(x2), [x3] "=&r"(x3)
+                         :
+                         : "cc", "memory");
+    }
+#else
     for (; groups > 0; --groups) {
         const int32_t p = ts_load32(w);
         const int32_t pe = ts_sxtb16(p), po = ts_sxtb16_ror8(p);
@@ -113,70 +137,136 @@ static inline void dot_1x4(const int8_t *w, const int16_t *x, int32_t groups, in
         w += 4;
         x += 16;
     }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
+#endif
+    *acc0 = a0;
+    *acc1 = a1;
+    *acc2 = a2;
+    *acc3 = a3;
+    return w;
+}
+
+/* x saturated to [-128, 127] (kept in 32 bits: the store truncates) */
+static inline int32_t ts_sat8(int32_t x)
+{
+#if defined(__ARM_FEATURE_SAT) && defined(__GNUC__)
+    return __ssat(x, 8);
+#else
+    return ts_clamp(x, TS_INT8_MIN, TS_INT8_MAX);
+#endif
+}
+
+/* o[0], o[stride], o[2 * stride], o[3 * stride] = v0..v3, through one pointer: in C, GCC turns the
+ * four addresses into four induction variables of the row loop, and spills them. */
+static inline __attribute__((always_inline)) void store4_strided(int8_t *o, int32_t stride, int32_t v0, int32_t v1,
+                                                                 int32_t v2, int32_t v3)
+{
+#if TS_DSP_ASM
+    int8_t *t;
+    __asm__ volatile("strb %[v0], [%[o]]\n\t"
+                     "strb %[v1], [%[o], %[s]]\n\t"
+                     "add  %[t], %[o], %[s], lsl #1\n\t"
+                     "strb %[v2], [%[t]]\n\t"
+                     "strb %[v3], [%[t], %[s]]\n\t"
+                     : [t] "=&r"(t)
+                     : [o] "r"(o), [s] "r"(stride), [v0] "r"(v0), [v1] "r"(v1), [v2] "r"(v2), [v3] "r"(v3)
+                     : "memory");
+#else
+    o[0] = (int8_t)v0;
+    o[stride] = (int8_t)v1;
+    o[2 * stride] = (int8_t)v2;
+    o[3 * stride] = (int8_t)v3;
+#endif
+}
+
+/* The four outputs of one row with its fused constants. They are copied to locals first: the int8
+ * stores may alias the table, and GCC would reload it after each one. */
+static inline __attribute__((always_inline)) void store_row4(const ts_priv_rq_row *r, int32_t a0, int32_t a1,
+                                                             int32_t a2, int32_t a3, int8_t *o, int32_t stride,
+                                                             int full_range, int32_t act_min, int32_t act_max)
+{
+    const int64_t round = (int64_t)(((uint64_t)(uint32_t)r->round_hi << 32) | r->round_lo);
+    const int32_t multiplier = r->multiplier, sh = r->sh;
+    const int32_t v0 = ts_rqz_apply(round, multiplier, sh, a0);
+    const int32_t v1 = ts_rqz_apply(round, multiplier, sh, a1);
+    const int32_t v2 = ts_rqz_apply(round, multiplier, sh, a2);
+    const int32_t v3 = ts_rqz_apply(round, multiplier, sh, a3);
+    if (full_range) {
+        store4_strided(o, stride, ts_sat8(v0), ts_sat8(v1), ts_sat8(v2), ts_sat8(v3));
+    } else {
+        store4_strided(o, stride, ts_clamp8(v0, act_min, act_max), ts_clamp8(v1, act_min, act_max),
+                       ts_clamp8(v2, act_min, act_max), ts_clamp8(v3, act_min, act_max));
+    }
+}
+
+static inline __attribute__((always_inline)) void rows_fused4_loop(const int8_t *w, int32_t K, int32_t rows,
+                                                                   int32_t groups, const int16_t *cols,
+                                                                   const int32_t *bias, const ts_priv_rq_row *rq,
+                                                                   int8_t *o, int32_t stride, int full_range,
+                                                                   int32_t act_min, int32_t act_max)
+{
+    for (; rows > 0; --rows, ++rq, ++o, w += K) {
+        const int32_t b = bias != NULL ? *bias++ : 0;
+        int32_t a0 = b, a1 = b, a2 = b, a3 = b;
+        dot_1x4(w, cols, groups, &a0, &a1, &a2, &a3);
+        store_row4(rq, a0, a1, a2, a3, o, stride, full_range, act_min, act_max);
+    }
+}
+
+/* The common case, with few live variables so that GCC keeps the row loop in registers: every row
+ * fused and four valid columns. Rows of K weights, `groups` groups read from each. */
+static TS_NOINLINE void rows_fused4(const int8_t *w, int32_t K, int32_t rows, int32_t groups, const int16_t *cols,
+                                    const int32_t *bias, const ts_priv_rq_row *rq, int8_t *o, int32_t stride,
+                                    int32_t act_min, int32_t act_max)
+{
+    if (act_min == TS_INT8_MIN && act_max == TS_INT8_MAX) {
+        rows_fused4_loop(w, K, rows, groups, cols, bias, rq, o, stride, 1, act_min, act_max);
+    } else {
+        rows_fused4_loop(w, K, rows, groups, cols, bias, rq, o, stride, 0, act_min, act_max);
+    }
 }
 
 void ts_priv_mat_mult_cols(const int8_t *w, int32_t rows, int32_t K, int32_t Kc, const int16_t *cols,
-                           int32_t valid, const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
-                           int32_t output_offset, int32_t act_min, int32_t act_max, int8_t *out, int32_t out_stride)
+                           int32_t valid, const int32_t *bias, const ts_priv_rq_row *rq, const int32_t *multiplier,
+                           const int32_t *shift, int32_t output_offset, int32_t act_min, int32_t act_max,
+                           int8_t *out, int32_t out_stride)
 {
-    const int32_t tail = Kc == K ? K & 3 : 0;
-    const int16_t *tails = cols + TS_MM_COLS * (Kc - tail);
-    int32_t m, j, t;
-    for (m = 0; m < rows; ++m) {
+    /* padded columns (Kc > K): a row's last group also reads the first weights of the next row,
+     * against the zero values of the padding; only the last row must stop at K */
+    const int32_t whole_rows = Kc == K ? rows : rows - 1;
+    int32_t m = 0, j, t;
+    if (rq != NULL && valid == TS_MM_COLS) {
+        rows_fused4(w, K, whole_rows, Kc >> 2, cols, bias, rq, out, out_stride, act_min, act_max);
+        m = whole_rows;
+    }
+    for (; m < rows; ++m) {
         const int8_t *wr = w + m * K;
         const int32_t b = bias != NULL ? bias[m] : 0;
-        int32_t acc[TS_MM_COLS] = {b, b, b, b};
-        ts_rq q;
-        if (Kc == K || m + 1 < rows) {
-            /* padded columns: a row's last group also reads the first weights of the next row, against
-             * the zero values of the padding */
-            dot_1x4(wr, cols, Kc >> 2, acc);
+        int32_t a0 = b, a1 = b, a2 = b, a3 = b;
+        if (m < whole_rows) {
+            dot_1x4(wr, cols, Kc >> 2, &a0, &a1, &a2, &a3);
         } else {
-            /* the last row stops at K: its partial group one value at a time (blocked order 0, 2, 1, 3) */
+            /* its partial group one value at a time (blocked order 0, 2, 1, 3) */
             const int32_t full = K >> 2;
             const int16_t *g = cols + TS_MM_COLS * 4 * full;
             static const unsigned char pos[4] = {0, 2, 1, 3};
-            dot_1x4(wr, cols, full, acc);
+            dot_1x4(wr, cols, full, &a0, &a1, &a2, &a3);
             for (t = 0; t < (K & 3); ++t) {
                 const int32_t wv = wr[4 * full + t];
-                for (j = 0; j < TS_MM_COLS; ++j) {
-                    acc[j] += wv * g[4 * j + pos[t]];
-                }
+                a0 += wv * g[pos[t]];
+                a1 += wv * g[4 + pos[t]];
+                a2 += wv * g[8 + pos[t]];
+                a3 += wv * g[12 + pos[t]];
             }
         }
-        if (tail != 0) {
-            const int8_t *wt = wr + (K - tail);
-            int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-            for (t = 0; t < tail; ++t) {
-                const int32_t wv = wt[t];
-                a0 += wv * tails[t];
-                a1 += wv * tails[tail + t];
-                a2 += wv * tails[2 * tail + t];
-                a3 += wv * tails[3 * tail + t];
+        if (rq != NULL && valid == TS_MM_COLS) {
+            const int full_range = act_min == TS_INT8_MIN && act_max == TS_INT8_MAX;
+            store_row4(rq + m, a0, a1, a2, a3, out + m, out_stride, full_range, act_min, act_max);
+        } else {
+            const ts_rq q = ts_rq_make(multiplier[m], shift[m]);
+            const int32_t acc[TS_MM_COLS] = {a0, a1, a2, a3};
+            for (j = 0; j < valid; ++j) {
+                out[j * out_stride + m] = ts_rq_out(&q, acc[j], output_offset, act_min, act_max);
             }
-            acc[0] = a0;
-            acc[1] = a1;
-            acc[2] = a2;
-            acc[3] = a3;
-        }
-        if (valid == TS_MM_COLS && ts_rqz_ok(shift[m])) {
-            const ts_rqz z = ts_rqz_make(multiplier[m], shift[m], output_offset);
-            int8_t *o = out + m;
-            o[0] = (int8_t)ts_clamp8(ts_rqz_apply(z.round, z.multiplier, z.sh, acc[0]), act_min, act_max);
-            o[out_stride] = (int8_t)ts_clamp8(ts_rqz_apply(z.round, z.multiplier, z.sh, acc[1]), act_min, act_max);
-            o[2 * out_stride] =
-                (int8_t)ts_clamp8(ts_rqz_apply(z.round, z.multiplier, z.sh, acc[2]), act_min, act_max);
-            o[3 * out_stride] =
-                (int8_t)ts_clamp8(ts_rqz_apply(z.round, z.multiplier, z.sh, acc[3]), act_min, act_max);
-            continue;
-        }
-        q = ts_rq_make(multiplier[m], shift[m]);
-        for (j = 0; j < valid; ++j) {
-            out[j * out_stride + m] = ts_rq_out(&q, acc[j], output_offset, act_min, act_max);
         }
     }
 }

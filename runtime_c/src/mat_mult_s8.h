@@ -28,13 +28,28 @@
 void ts_priv_col_fill(int16_t *cols, int32_t ncols, int32_t j, int32_t K, int32_t k, const int8_t *src,
                       int32_t n, int32_t offset);
 
+/* A row's fused requantization constants (ts_rqz, requantize.h), as 32-bit words so that a table of
+ * them needs only 4-byte alignment. */
+typedef struct {
+    uint32_t round_lo;
+    int32_t round_hi;
+    int32_t multiplier;
+    int32_t sh;
+} ts_priv_rq_row;
+
+/* Fills rq[0..rows) and returns 1 when every row takes the fused requantization (ts_rqz_ok); else 0. */
+int ts_priv_rq_rows(int32_t rows, const int32_t *multiplier, const int32_t *shift, int32_t output_offset,
+                    ts_priv_rq_row *rq);
+
 /* For rows m < rows and columns j < valid (of a block of TS_MM_COLS columns):
  * out[j * out_stride + m] = clamp(requantize(bias[m] + sum_k w[m*K + k] * col_j[k], multiplier[m],
- * shift[m]) + output_offset, act_min, act_max); bias may be NULL. The columns hold Kc values: K, or
- * K rounded up to a multiple of 4 with zeros after the K real ones (then no tail section). */
+ * shift[m]) + output_offset, act_min, act_max); bias may be NULL. The columns hold Kc values, a
+ * multiple of 4 (so no tail section): K, or K rounded up with zeros after the K real ones. rq, from
+ * ts_priv_rq_rows, or NULL: the same numbers, faster. */
 void ts_priv_mat_mult_cols(const int8_t *w, int32_t rows, int32_t K, int32_t Kc, const int16_t *cols,
-                           int32_t valid, const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
-                           int32_t output_offset, int32_t act_min, int32_t act_max, int8_t *out, int32_t out_stride);
+                           int32_t valid, const int32_t *bias, const ts_priv_rq_row *rq, const int32_t *multiplier,
+                           const int32_t *shift, int32_t output_offset, int32_t act_min, int32_t act_max,
+                           int8_t *out, int32_t out_stride);
 
 /* The same for one column (ncols = 1): out[m]. */
 void ts_priv_mat_mult_col(const int8_t *w, int32_t rows, int32_t K, const int16_t *col, const int32_t *bias,

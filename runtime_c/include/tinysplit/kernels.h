@@ -10,7 +10,7 @@
  *   __ARM_FEATURE_DSP: Cortex-M4/M7/M33...) use scratch; elsewhere every size is 0. A kernel given
  *   NULL (or misaligned) scratch falls back to its plain C path: correct, only slower.
  *   With DSP, in bytes (K = KH * KW * Cin/groups):
- *     ts_conv_s8:            8 * K; 9 * Kp with Kp = (K + 3) & ~3 when (Cin/groups) % 4 != 0
+ *     ts_conv_s8:            16 * Cout + 8 * K; 16 * Cout + 9 * Kp with Kp = (K + 3) & ~3 when (Cin/groups) % 4 != 0
  *     ts_depthwise_conv_s8:  8 * KH * KW
  *     ts_fully_connected_s8: 2 * depth
  * - int8 numerics are specified by tinysplit/compiler/quant.py and must agree bit for bit:
