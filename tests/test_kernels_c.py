@@ -712,7 +712,7 @@ def test_abi_structs_match(runtimes: list[crt.CRuntime]) -> None:
 
 def test_scratch_sizes(runtimes: list[crt.CRuntime]) -> None:
     """Only the DSP paths use scratch: conv's per-row requantization constants (16 bytes per output
-    channel) and four int16 im2col columns, one row for fully connected."""
+    channel) and four int16 im2col columns, one int16 row for fully connected."""
     params = crt.ConvParams(0, 0, crt.HW(1, 1), crt.HW(1, 1), crt.Padding(0, 0, 0, 0), 1, -128, 127)
     fc = crt.FcParams(0, 0, -128, 127)
     for rt in runtimes:

@@ -146,7 +146,8 @@ static inline void col_tap4(int16_t *dst, const int8_t *src, int32_t n4, int32_t
 }
 
 /* im2col of one output pixel into column j when Cin/groups is a multiple of 4: each tap's cg
- * values are cg/4 whole groups of the blocked layout. */
+ * values are cg/4 whole groups of the blocked layout. With one group and no horizontal dilation the
+ * in-range taps of a kernel row are one run of the input row and of the column: one call. */
 static TS_NOINLINE void im2col_pixel4(const ts_conv_params *params, const ts_dims *input_dims,
                                       const int8_t *src0, const ts_dims *filter_dims, int32_t oh, int32_t ow,
                                       int16_t *cols, int32_t j)
@@ -157,17 +158,30 @@ static TS_NOINLINE void im2col_pixel4(const ts_conv_params *params, const ts_dim
     const int32_t iw0 = ow * params->stride.w - params->pad.left;
     const int32_t off2 = ts_dup16(params->input_offset);
     const int32_t row_bytes = input_dims->w * input_dims->c;
+    const int32_t tap_step = cg4 * 4 * TS_MM_COLS; /* int16 values from one tap of a column to the next */
+    const int runs = filter_dims->c == input_dims->c && params->dilation.w == 1;
     int16_t *dst = cols + 4 * j;
     int32_t kh, kw;
-    for (kh = 0; kh < kh_n; ++kh) {
+    for (kh = 0; kh < kh_n; ++kh, dst += kw_n * tap_step) {
         const int32_t ih = ih0 + kh * params->dilation.h;
-        const int row_ok = ih >= 0 && ih < input_dims->h;
         const int8_t *row = src0 + ih * row_bytes;
-        for (kw = 0; kw < kw_n; ++kw) {
-            const int32_t iw = iw0 + kw * params->dilation.w;
-            const int ok = row_ok && iw >= 0 && iw < input_dims->w;
-            col_tap4(dst, ok ? row + iw * input_dims->c : NULL, cg4, off2);
-            dst += cg4 * 4 * TS_MM_COLS;
+        if (ih < 0 || ih >= input_dims->h) {
+            col_tap4(dst, NULL, kw_n * cg4, off2);
+        } else if (runs) {
+            const int32_t lo = iw0 < 0 ? (-iw0 < kw_n ? -iw0 : kw_n) : 0;
+            const int32_t hi = input_dims->w - iw0 < kw_n ? input_dims->w - iw0 : kw_n;
+            const int32_t n = hi > lo ? hi - lo : 0;
+            if (n < kw_n) {
+                col_tap4(dst, NULL, lo * cg4, off2);
+                col_tap4(dst + (lo + n) * tap_step, NULL, (kw_n - lo - n) * cg4, off2);
+            }
+            col_tap4(dst + lo * tap_step, row + (iw0 + lo) * input_dims->c, n * cg4, off2);
+        } else {
+            for (kw = 0; kw < kw_n; ++kw) {
+                const int32_t iw = iw0 + kw * params->dilation.w;
+                const int ok = iw >= 0 && iw < input_dims->w;
+                col_tap4(dst + kw * tap_step, ok ? row + iw * input_dims->c : NULL, cg4, off2);
+            }
         }
     }
 }

@@ -271,49 +271,56 @@ void ts_priv_mat_mult_cols(const int8_t *w, int32_t rows, int32_t K, int32_t Kc,
     }
 }
 
-/* Four weight rows (w0, w0 + K, w2 = w0 + 2K, w2 + K) against one column. */
-static inline void dot_4x1(const int8_t *w0, int32_t K, const int16_t *x, int32_t groups, int32_t acc[4])
+#if TS_DSP_ASM
+/* One group of four values of four weight rows (w0, w0 + K, w2, w2 + K) against the column. */
+#define TS_MM_GROUP_4X1                                                                             \
+    "ldrd   %[x0], %[x1], [%[x]], #8\n\t"                                                           \
+    "ldr    %[p], [%[w0]], #4\n\t"                                                                  \
+    "sxtb16 %[t], %[p]\n\t"                                                                         \
+    "smlad  %[a0], %[t], %[x0], %[a0]\n\t"                                                          \
+    "sxtb16 %[t], %[p], ror #8\n\t"                                                                 \
+    "smlad  %[a0], %[t], %[x1], %[a0]\n\t"                                                          \
+    "ldr    %[p], [%[w0], %[next]]\n\t"                                                             \
+    "sxtb16 %[t], %[p]\n\t"                                                                         \
+    "smlad  %[a1], %[t], %[x0], %[a1]\n\t"                                                          \
+    "sxtb16 %[t], %[p], ror #8\n\t"                                                                 \
+    "smlad  %[a1], %[t], %[x1], %[a1]\n\t"                                                          \
+    "ldr    %[p], [%[w2]], #4\n\t"                                                                  \
+    "sxtb16 %[t], %[p]\n\t"                                                                         \
+    "smlad  %[a2], %[t], %[x0], %[a2]\n\t"                                                          \
+    "sxtb16 %[t], %[p], ror #8\n\t"                                                                 \
+    "smlad  %[a2], %[t], %[x1], %[a2]\n\t"                                                          \
+    "ldr    %[p], [%[w2], %[next]]\n\t"                                                             \
+    "sxtb16 %[t], %[p]\n\t"                                                                         \
+    "smlad  %[a3], %[t], %[x0], %[a3]\n\t"                                                          \
+    "sxtb16 %[t], %[p], ror #8\n\t"                                                                 \
+    "smlad  %[a3], %[t], %[x1], %[a3]\n\t"
+#endif
+
+/* Four weight rows (w0, w0 + K, w2 = w0 + 2K, w2 + K) against one column, into a0..a3. */
+static inline __attribute__((always_inline)) void dot_4x1(const int8_t *w0, int32_t K, const int16_t *x,
+                                                          int32_t groups, int32_t *acc0, int32_t *acc1,
+                                                          int32_t *acc2, int32_t *acc3)
 {
     const int8_t *w2 = w0 + 2 * K;
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    int32_t a0 = *acc0, a1 = *acc1, a2 = *acc2, a3 = *acc3;
 #if TS_DSP_ASM
-    if (groups > 0) {
-        int32_t n = groups;
-        int32_t next = K - 4; /* the row below, after the post-increment of 4 */
+    int32_t pairs = groups >> 1;
+    if (pairs > 0) {
+        const int32_t next = K - 4; /* the row below, after the post-increment of 4 */
         int32_t p, t, x0, x1;
-        __asm__ volatile(
-            "1:\n\t"
-            "ldrd   %[x0], %[x1], [%[x]], #8\n\t"
-            "ldr    %[p], [%[w0]], #4\n\t"
-            "sxtb16 %[t], %[p]\n\t"
-            "smlad  %[a0], %[t], %[x0], %[a0]\n\t"
-            "sxtb16 %[t], %[p], ror #8\n\t"
-            "smlad  %[a0], %[t], %[x1], %[a0]\n\t"
-            "ldr    %[p], [%[w0], %[next]]\n\t"
-            "sxtb16 %[t], %[p]\n\t"
-            "smlad  %[a1], %[t], %[x0], %[a1]\n\t"
-            "sxtb16 %[t], %[p], ror #8\n\t"
-            "smlad  %[a1], %[t], %[x1], %[a1]\n\t"
-            "ldr    %[p], [%[w2]], #4\n\t"
-            "sxtb16 %[t], %[p]\n\t"
-            "smlad  %[a2], %[t], %[x0], %[a2]\n\t"
-            "sxtb16 %[t], %[p], ror #8\n\t"
-            "smlad  %[a2], %[t], %[x1], %[a2]\n\t"
-            "ldr    %[p], [%[w2], %[next]]\n\t"
-            "sxtb16 %[t], %[p]\n\t"
-            "smlad  %[a3], %[t], %[x0], %[a3]\n\t"
-            "sxtb16 %[t], %[p], ror #8\n\t"
-            "smlad  %[a3], %[t], %[x1], %[a3]\n\t"
-            "subs   %[n], %[n], #1\n\t"
-            "bne    1b\n\t"
-            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w0] "+r"(w0), [w2] "+r"(w2),
-              [x] "+r"(x), [n] "+r"(n), [p] "=&r"(p), [t] "=&r"(t), [x0] "=&r"(x0), [x1] "=&r"(x1)
-            : [next] "r"(next)
-            : "cc", "memory");
+        __asm__ volatile("1:\n\t" TS_MM_GROUP_4X1 TS_MM_GROUP_4X1
+                         "subs   %[n], %[n], #1\n\t"
+                         "bne    1b\n\t"
+                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w0] "+r"(w0),
+                           [w2] "+r"(w2), [x] "+r"(x), [n] "+r"(pairs), [p] "=&r"(p), [t] "=&r"(t),
+                           [x0] "=&r"(x0), [x1] "=&r"(x1)
+                         : [next] "r"(next)
+                         : "cc", "memory");
     }
-#else
-    int32_t g;
-    for (g = groups; g > 0; --g) {
+    groups &= 1;
+#endif
+    for (; groups > 0; --groups) {
         const int32_t xa = ts_load32(x), xb = ts_load32(x + 2);
         int32_t p = ts_load32(w0);
         a0 = ts_smlad(ts_sxtb16(p), xa, a0);
@@ -331,11 +338,10 @@ static inline void dot_4x1(const int8_t *w0, int32_t K, const int16_t *x, int32_
         w2 += 4;
         x += 4;
     }
-#endif
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
+    *acc0 = a0;
+    *acc1 = a1;
+    *acc2 = a2;
+    *acc3 = a3;
 }
 
 void ts_priv_mat_mult_col(const int8_t *w, int32_t rows, int32_t K, const int16_t *col, const int32_t *bias,
@@ -353,7 +359,7 @@ void ts_priv_mat_mult_col(const int8_t *w, int32_t rows, int32_t K, const int16_
         for (r = 0; r < 4; ++r) {
             acc[r] = bias != NULL ? bias[m + r] : 0;
         }
-        dot_4x1(wr, K, col, groups, acc);
+        dot_4x1(wr, K, col, groups, &acc[0], &acc[1], &acc[2], &acc[3]);
         for (r = 0; r < 4; ++r) {
             const int8_t *wt = wr + r * K + 4 * groups;
             ts_rq q;

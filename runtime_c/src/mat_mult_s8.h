@@ -51,7 +51,7 @@ void ts_priv_mat_mult_cols(const int8_t *w, int32_t rows, int32_t K, int32_t Kc,
                            const int32_t *shift, int32_t output_offset, int32_t act_min, int32_t act_max,
                            int8_t *out, int32_t out_stride);
 
-/* The same for one column (ncols = 1): out[m]. */
+/* The same for one column (ncols = 1, any K): out[m]. */
 void ts_priv_mat_mult_col(const int8_t *w, int32_t rows, int32_t K, const int16_t *col, const int32_t *bias,
                           const int32_t *multiplier, const int32_t *shift, int32_t output_offset, int32_t act_min,
                           int32_t act_max, int8_t *out);
