@@ -102,7 +102,20 @@ def compile(
     link: Annotated[str, typer.Option(help="Radio link of the split: ble, ble2m, ieee802154, ltem, wifi.")] = "ble",
     objective: Annotated[str, typer.Option(help="What --split auto minimises: latency or energy.")] = "latency",
     max_leakage: Annotated[
-        float | None, typer.Option(help="Split constraint: at most this leakage (distance correlation, 0..1).")
+        float | None,
+        typer.Option(
+            help="Split constraint: at most this leakage, 0..1: the inversion attack's SSIM with --privacy-data "
+            "(0.3 and below: unrecognizable), else distance correlation."
+        ),
+    ] = None,
+    privacy_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Real inputs (.npy, .npz or image folder, like --calibration; 500 or more) the split's leakage is "
+            "measured on: the SSIM a learned inversion attack reaches, on every cut that meets the other constraints "
+            "(seconds per cut; needs the privacy extra). Pass the --calibration file again if it holds enough. "
+            "Without it: distance correlation."
+        ),
     ] = None,
     max_bytes: Annotated[int | None, typer.Option(help="Split constraint: at most this many message bytes.")] = None,
     noise: Annotated[
@@ -140,6 +153,9 @@ def compile(
     options.langs = langs
     options.split, options.link, options.objective = split, link, objective
     options.max_leakage, options.max_bytes = max_leakage, max_bytes
+    if privacy_data is not None and split is None:
+        raise CompileError("--privacy-data measures the leakage of a split: it needs --split")
+    options.privacy_data = privacy_data
     if isinstance(parse_noise(noise), AutoNoise) and calibration is None:
         raise CompileError("--noise auto needs --calibration data")
     options.noise, options.max_accuracy_drop = noise, max_accuracy_drop

@@ -20,6 +20,7 @@ from tinysplit.compiler.errors import CompileError
 from tinysplit.compiler.ir import Graph
 from tinysplit.compiler.links import load_link
 from tinysplit.compiler.output import atomic_directory, write_deps
+from tinysplit.compiler.privacy import load_privacy_data
 from tinysplit.compiler.report import make_report, write_report
 from tinysplit.compiler.split_emit import emit_split
 from tinysplit.compiler.split_report import split_section, write_split_report
@@ -27,6 +28,7 @@ from tinysplit.compiler.targets import Target, load_target, target_file
 from tinysplit.compiler.tiling_report import tiling_report
 from tinysplit.passes.canonicalize import canonicalize
 from tinysplit.passes.memory_plan import plan_memory
+from tinysplit.passes.noise import NoiseSpec, parse_noise
 from tinysplit.passes.quantize import quantize_for_compile
 from tinysplit.passes.split_search import plan_split
 from tinysplit.passes.tiling import patch_schedule
@@ -49,6 +51,7 @@ class CompileOptions:
     link: str = "ble"
     objective: str = "latency"
     max_leakage: float | None = None
+    privacy_data: Path | None = None  # real inputs: the split's leakage is the inversion attack's SSIM on them
     max_bytes: int | None = None
     noise: str = "none"  # noise the device adds to the cut tensors: none | gaussian:S | laplace:S | auto
     max_accuracy_drop: float = 1.0  # what --noise auto may cost, in accuracy points on the calibration data
@@ -77,17 +80,22 @@ def compile_model(model: str | Path, out_dir: Path, options: CompileOptions) -> 
         if options.cores > 1 or options.tile_memory or "rust" in options.langs:
             raise CompileError("--split emits the C head on one core for now: drop --cores, --tile-memory, --lang rust")
         link = load_link(options.link)
+        samples = load_calibration(options.calibration, graph).samples if options.calibration else None
+        privacy = load_privacy_data(options.privacy_data, graph) if options.privacy_data else None
+        real, source = (samples, options.calibration) if samples else (privacy, options.privacy_data)
+        note = f"{len(next(iter(real.values())))} samples of {source}" if real else None
+        noise = parse_noise(options.noise)
         split = plan_split(
-            graph, target, link, options.split, options.objective, options.max_bytes, options.max_leakage
-        )
+            graph, target, link, options.split, options.objective, options.max_bytes, options.max_leakage,
+            real, note, privacy, str(options.privacy_data), noise if isinstance(noise, NoiseSpec) else None,
+        )  # fmt: skip
     if options.cores > 1 or options.tile_memory:
         report["tiling"] = tiling_report(untiled, graph if options.tile_memory else None, options.cores)
     with atomic_directory(out_dir) as tmp:
         if split is not None:
-            samples = load_calibration(options.calibration, graph).samples if options.calibration else None
             written = emit_split(
                 graph, split, tmp, options.prefix, noise=options.noise, noise_samples=samples,
-                max_accuracy_drop=options.max_accuracy_drop,
+                max_accuracy_drop=options.max_accuracy_drop, attack_samples=privacy,
             )  # fmt: skip
             report["split"] = split_section(split, written)
         elif "c" in options.langs and options.cores > 1:

@@ -92,13 +92,17 @@ def emit_split(
     noise: str = "none",
     noise_samples: dict[str, np.ndarray] | None = None,
     max_accuracy_drop: float = 1.0,
+    attack_samples: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Write OUT/c and OUT/server for the chosen cut; return what was written, for the report.
 
-    `noise` (passes.noise syntax) adds the on-device noise step to the cut tensors."""
+    `noise` (passes.noise syntax) adds the on-device noise step to the cut tensors; the report's noise
+    section gives the inversion attack's SSIM on `attack_samples` (default: `noise_samples`)."""
     setup = result.setup
     head, tail = split_graph(graph, result.chosen, setup.cut_quant)
-    head, noise_section = apply_option(head, tail, noise, noise_samples, max_accuracy_drop)
+    head, noise_section = apply_option(
+        head, tail, noise, noise_samples, max_accuracy_drop, attack_samples=attack_samples
+    )
     device = device_head(head)
     written: dict[str, Any] = {"cut": list(tail.inputs), "device_code": None, "server_bundle": None}
     written["noise"] = noise_section

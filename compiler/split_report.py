@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from tinysplit.compiler.links import goodput_bps
-from tinysplit.passes.split_search import SplitResult, as_dict
+from tinysplit.passes.split_search import MEASURES, SplitResult, as_dict
 
 PLOT = "split.png"
 ASSUMPTIONS = [
@@ -19,8 +19,26 @@ ASSUMPTIONS = [
     "connection events, waiting for the server or retransmissions",
     "server time: the host profile's onnxruntime speed (targets/host.toml [cost])",
     "float32 cut tensors are quantized on the device to int8 (per tensor, min/max of the calibration samples)",
-    "leakage: distance correlation between the model input and the sent tensors on the calibration samples",
 ]
+LEAKAGE = {
+    "attack": "leakage: SSIM of the input the learned inversion attack (compiler.privacy) rebuilds from the sent "
+    "tensors, on held-out samples (0.3 and below: unrecognizable, He et al. 2019); measured on the candidates "
+    "that meet every other constraint ('-': not measured); 1 when the input itself is sent, 0 when nothing is",
+    "dcor": "leakage: distance correlation between the model input and the sent tensors (0: independent, "
+    "1: a similarity transform of the input)",
+}
+
+
+def leakage_section(result: SplitResult) -> dict[str, Any]:
+    """Which leakage measure the search used, on what data, and whether it includes the device's noise."""
+    setup = result.setup
+    return {
+        "measure": setup.measure,
+        "name": MEASURES[setup.measure],
+        "data": setup.leakage_note,
+        "noise": setup.noise.label if setup.noise is not None else "none",
+        "measured": sum(e.leakage is not None for e in result.evaluations),
+    }
 
 
 def split_section(result: SplitResult, emitted: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -38,6 +56,7 @@ def split_section(result: SplitResult, emitted: dict[str, Any] | None = None) ->
         "constraints": {"max_bytes": result.constraints.max_bytes, "max_leakage": result.constraints.max_leakage},
         "forced": result.forced,
         "calibration": setup.samples,
+        "leakage": leakage_section(result),
         "chosen": result.chosen,
         "choice": as_dict(result.choice),
         "all_on_device": as_dict(evals[-1]),
@@ -46,7 +65,7 @@ def split_section(result: SplitResult, emitted: dict[str, Any] | None = None) ->
         "candidates": [as_dict(e) for e in evals],
         "emitted": emitted or {},
         "plot": PLOT,
-        "assumptions": ASSUMPTIONS,
+        "assumptions": [*ASSUMPTIONS, LEAKAGE[setup.measure]],
     }
 
 
@@ -58,11 +77,19 @@ def _mj(v: float | None) -> str:
     return "-" if v is None else f"{v * 1e3:,.3f}"
 
 
+def _value(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
 def render_split_markdown(section: dict[str, Any]) -> str:
     choice, device, server = section["choice"], section["all_on_device"], section["all_on_server"]
     link, constraints = section["link"], section["constraints"]
     how = f"forced by --split {section['forced']}" if section["forced"] else f"objective: {section['objective']}"
     limits = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in constraints.items() if v is not None) or "none"
+    leakage = section["leakage"]
+    attack = leakage["measure"] == "attack"
+    unit = "SSIM" if attack else "dCor"
+    noise = "" if leakage["noise"] == "none" else f", with the device's noise ({leakage['noise']})"
     lines = [
         "## Split",
         "",
@@ -70,26 +97,29 @@ def render_split_markdown(section: dict[str, Any]) -> str:
         f"{link['goodput_bps'] / 1e3:,.0f} kbit/s), server profile **{section['server']}**. Chosen: "
         f"**{choice['label']}** ({how}; constraints: {limits}).",
         "",
-        "| | latency ms | device energy mJ | message B | leakage |",
+        f"Leakage measure: **{leakage['name']}**{noise} ({leakage['data']}).",
+        "",
+        f"| | latency ms | device energy mJ | message B | leakage ({unit}) |",
         "|---|---|---|---|---|",
     ]
     for name, e in (("chosen", choice), ("all on device", device), ("all on server", server)):
-        leak = "-" if e["leakage"] is None else f"{e['leakage']:.3f}"
+        leak = _value(e["leakage"])
         lines.append(f"| {name} | {_ms(e['latency_s'])} | {_mj(e['energy_j'])} | {e['wire_bytes']:,} | {leak} |")
+    lines += noise_lines(section["emitted"].get("noise"))
     lines += [
         "",
-        f"Calibration data for leakage and float cut scales: {section['calibration']}.",
+        f"Calibration data for float cut scales and distance correlation: {section['calibration']}.",
         "",
         f"Every candidate (★ chosen, P: on the Pareto front of latency, energy, bytes and leakage; "
         f"plot: {section['plot']}):",
         "",
         "| k | cut | tensors | cut B | message B | device ms | link ms | server ms | total ms | energy mJ "
-        "| leakage | RAM B | flash B | fits |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| leakage ({unit}) |{' dCor |' if attack else ''} RAM B | flash B | fits |",
+        "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if attack else "") + "---|---|---|",
     ]
     for e in section["candidates"]:
         mark = ("★" if e["index"] == section["chosen"] else "") + ("P" if e["index"] in section["pareto"] else "")
-        leak = "-" if e["leakage"] is None else f"{e['leakage']:.3f}"
+        leak = _value(e["leakage"]) + (f" | {_value(e['dcor'])}" if attack else "")
         fits = "yes" if e["fits"] else "no: " + "; ".join(e["problems"])
         lines.append(
             f"| {e['index']}{mark} | {e['label']} | {len(e['cut'])} | {e['cut_bytes']:,} | {e['wire_bytes']:,} | "
@@ -99,6 +129,27 @@ def render_split_markdown(section: dict[str, Any]) -> str:
         )
     lines += ["", "Model conventions:", ""] + [f"- {a}" for a in section["assumptions"]]
     return "\n".join(lines) + "\n"
+
+
+def noise_lines(noise: dict[str, Any] | None) -> list[str]:
+    """The --noise paragraph: the law, how --noise auto chose it, and the inversion attack's SSIM (or why none)."""
+    if not noise or noise["noise"] == "none":
+        return []
+    text = f"Noise on the device: **{noise['noise']}** (standard deviation in quantization steps of each sent tensor)"
+    if "calibration" in noise:
+        c = noise["calibration"]
+        text += (
+            f", the largest scale whose accuracy drop ({c['measure']}, {c['samples']} calibration samples) "
+            f"stays within {c['max_drop']:g} points"
+        )
+    if noise.get("attack_ssim") is not None:
+        text += (
+            f". Inversion attack SSIM on the chosen cut: **{noise['attack_ssim']:.3f}** with the noise, "
+            f"{noise['attack_ssim_without_noise']:.3f} without ({noise['attack']})"
+        )
+    elif "attack" in noise:
+        text += f". Inversion attack SSIM {noise['attack']}"
+    return ["", text + "."]
 
 
 def plot_split(section: dict[str, Any], path: Path) -> None:
@@ -133,7 +184,7 @@ def plot_split(section: dict[str, Any], path: Path) -> None:
     size.bar(ks, [e["wire_bytes"] for e in cands], color="tab:gray")
     size.set_ylabel("message B")
     leak.plot(ks, [e["leakage"] if e["leakage"] is not None else float("nan") for e in cands], marker="o")
-    leak.set_ylabel("leakage (dCor)")
+    leak.set_ylabel("leakage (SSIM)" if section["leakage"]["measure"] == "attack" else "leakage (dCor)")
     leak.set_ylim(-0.05, 1.05)
     leak.set_xlabel("cut k: the first k layers run on the device")
     leak.set_xticks(ks)

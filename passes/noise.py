@@ -219,20 +219,20 @@ def apply_option(
     max_drop: float = 1.0,
     labels: np.ndarray | None = None,
     attack: bool = True,
+    attack_samples: dict[str, np.ndarray] | None = None,
 ) -> tuple[Graph, dict[str, Any]]:
     """The compile hook: --noise OPTION on the device half; returns (head, report section).
 
     samples: calibration inputs of the whole model, [N, *shape] or [N, *shape[1:]] per graph input (auto needs them).
-    With samples and `attack`, the section also gives the SSIM of the inversion attack on them without
-    and with the noise (compiler.privacy.attack_leakage), or why it could not be measured.
+    With `attack`, the section also gives the SSIM of the inversion attack without and with the noise
+    (compiler.privacy.attack_leakage) on `attack_samples` (--privacy-data; default: `samples`), or why it
+    could not be measured.
     """
     parsed = parse_noise(option)
     if parsed is None:
         return head, {"noise": "none"}
     sent = list(tail.inputs)
-    # [N, *shape] or [N, *shape[1:]] (calibration.Calibration.samples) -> what run_many takes
-    feeds = {k: np.asarray(v).reshape(len(v), *head.tensors[k].shape[1:]) for k, v in (samples or {}).items()
-             if k in head.inputs}  # fmt: skip
+    feeds = head_feeds(head, samples)
     clean = {t: v for t, v in run_many(head, feeds).items() if t in sent} if feeds else {}
     section: dict[str, Any] = {}
     if isinstance(parsed, AutoNoise):
@@ -244,15 +244,32 @@ def apply_option(
         spec = parsed
     section["noise"] = spec.label
     result = add_noise(head, sent, spec) if spec.scale > 0 else head  # checks the sent tensors first
-    if clean and attack:
-        section |= attack_section(head, sent, feeds, clean, spec)
+    if attack and attack_samples is not None:
+        feeds = head_feeds(head, attack_samples)
+        clean = {t: v for t, v in run_many(head, feeds).items() if t in sent}
+    if attack and clean:
+        source = "--privacy-data" if attack_samples is not None else "calibration samples"
+        section |= attack_section(head, sent, feeds, clean, spec, source)
+    elif attack:
+        section |= {"attack_ssim": None, "attack": "not measured: no real inputs (--calibration or --privacy-data)"}
     return result, section
 
 
+def head_feeds(head: Graph, samples: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    """[N, *shape] or [N, *shape[1:]] per graph input (calibration.Calibration.samples) -> what run_many takes."""
+    return {k: np.asarray(v).reshape(len(v), *head.tensors[k].shape[1:]) for k, v in (samples or {}).items()
+            if k in head.inputs}  # fmt: skip
+
+
 def attack_section(
-    head: Graph, sent: list[str], feeds: dict[str, np.ndarray], clean: dict[str, np.ndarray], spec: NoiseSpec
+    head: Graph,
+    sent: list[str],
+    feeds: dict[str, np.ndarray],
+    clean: dict[str, np.ndarray],
+    spec: NoiseSpec,
+    source: str = "calibration samples",
 ) -> dict[str, Any]:
-    """SSIM of the quick inversion attack on the calibration samples, without and with the noise."""
+    """SSIM of the quick inversion attack on these samples, without and with the noise."""
     from tinysplit.compiler import privacy  # imports this module: only at call time
 
     quants = [head.tensors[t].quant for t in sent]
@@ -269,7 +286,7 @@ def attack_section(
         return {
             "attack_ssim_without_noise": privacy.attack_leakage(inputs, real(clean)),
             "attack_ssim": privacy.attack_leakage(inputs, real(noisy_sent)),
-            "attack": "compiler.privacy.attack_leakage (QUICK decoder, calibration samples)",
+            "attack": f"compiler.privacy.attack_leakage (QUICK decoder, {len(inputs)} {source})",
         }
     except (ValueError, CompileError) as e:
         return {"attack_ssim": None, "attack": f"not measured: {e}"}

@@ -10,22 +10,27 @@ predicts, from the pieces `passes.split.split_graph` actually cuts:
 - the sealed request (server/wire.py) and its answer carried by CoAP/UDP over the link
   (compiler.links): seconds, radio joules, message bytes, on-air bytes;
 - server time: compiler.cost over the tail's nodes with the host profile ("host" target);
-- leakage: distance correlation between the model input and the sent tensors on calibration
-  samples (compiler.privacy_metrics); 0 when nothing is sent.
+- leakage: what the sent tensors (with a fixed --noise scale, as the device sends them) give away
+  about the model input; 0 when nothing is sent, 1 when the input itself is sent. With at least
+  compiler.privacy.MIN_ATTACK_SAMPLES real inputs for it (--privacy-data), the SSIM the learned inversion attack
+  reaches on held-out ones (compiler.privacy.attack_leakage, seeded): a few seconds per cut, so only
+  the candidates that meet every other constraint are attacked. Otherwise distance correlation on the
+  calibration samples (compiler.privacy_metrics), which every candidate also gets as a second figure.
 
 End-to-end latency = device + uplink + server + downlink (the device gets the answer). Device
 energy = compute + radio. The search evaluates every candidate, drops those that break a
 constraint (flash, RAM, at most 8 tensors on the wire, --max-bytes, --max-leakage, in that order),
 and takes the minimum of the objective (ties: lower leakage, fewer bytes, earlier cut): the optimum
 under the model, by construction. The Pareto front over (latency, energy, bytes, leakage) of the
-candidates that fit is reported beside it.
+candidates that fit and whose leakage was measured is reported beside it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -39,6 +44,7 @@ from tinysplit.compiler.links import Link, Transfer, answer_bytes, exchange, rad
 from tinysplit.compiler.privacy_metrics import dcor_u_centered, u_centered_distances
 from tinysplit.compiler.targets import Target, load_target
 from tinysplit.passes.memory_plan import make_plan
+from tinysplit.passes.noise import NoiseSpec, noisy
 from tinysplit.passes.quantize import activation_quant
 from tinysplit.passes.split import cut_tensors, split_graph
 
@@ -46,7 +52,11 @@ Objective = Literal["latency", "energy"]
 OBJECTIVES: tuple[Objective, ...] = ("latency", "energy")
 MAX_WIRE_TENSORS = 8  # server/wire.py and server/bundle.py carry 1..8 cut tensors
 SAMPLES = 128
+DCOR_SAMPLES = 512  # distance correlation is O(n^2): a seeded subset of more calibration samples
+ATTACK_SAMPLES = 2000  # the attack's time grows with the samples: a seeded subset of more
+NOISE_SEED = 1  # the noise draw the leakage of a noisy cut is measured on
 BATCH = 32
+MEASURES = {"dcor": "distance correlation", "attack": "inversion attack SSIM"}
 
 
 @dataclass(frozen=True)
@@ -79,7 +89,8 @@ class Evaluation:
     frames: int
     flash_bytes: int
     ram_bytes: int
-    leakage: float | None
+    leakage: float | None  # SplitSetup.measure; None: not measured (the attack skips infeasible cuts)
+    dcor: float | None = None  # distance correlation, whatever the measure
     problems: list[str] = field(default_factory=list)  # why it cannot be deployed (memory, wire)
 
     @property
@@ -102,6 +113,15 @@ class Constraints:
 
 
 @dataclass
+class AttackSamples:
+    """Real inputs for the inversion attack (one graph input) and every activation on them."""
+
+    inputs: np.ndarray  # [n, *input shape[1:]], real values
+    values: dict[str, np.ndarray]  # activation -> [n, *shape], as the graph computes it
+    source: str
+
+
+@dataclass
 class SplitSetup:
     """Everything the cost model needs beside the graph."""
 
@@ -110,8 +130,13 @@ class SplitSetup:
     server: Target
     model_id: str
     cut_quant: dict[str, Quant]  # float32 crossing tensors -> int8 quantization for sending
-    leakage: dict[int, float] | None  # candidate index -> distance correlation
+    leakage: dict[int, float] | None  # candidate index -> leakage in `measure` (attack: filled in by search)
     samples: str  # what the calibration samples were, for the report
+    dcor: dict[int, float] = field(default_factory=dict)  # candidate index -> distance correlation
+    measure: str = "dcor"  # a key of MEASURES
+    attack: AttackSamples | None = None
+    noise: NoiseSpec | None = None  # added to every sent tensor before leakage is measured
+    leakage_note: str = ""  # which data the measure used, or why it is not the attack
 
 
 @dataclass
@@ -227,19 +252,98 @@ def cut_quants(graph: Graph, values: dict[str, np.ndarray]) -> dict[str, Quant]:
     }
 
 
-def leakage_scores(graph: Graph, values: dict[str, np.ndarray], cands: list[Candidate]) -> dict[int, float]:
+def sent_values(
+    graph: Graph,
+    values: dict[str, np.ndarray],
+    cut: Sequence[str],
+    cut_quant: dict[str, Quant],
+    noise: NoiseSpec | None,
+) -> list[np.ndarray]:
+    """The real values the server receives for each cut tensor: int8 as sent (float cuts quantized), noise added."""
+    out, offset = [], 0
+    for name in cut:
+        t = graph.tensors[name]
+        q = t.quant if t.dtype == "int8" else cut_quant.get(name)
+        if q is None or name in graph.inputs:  # no int8 form, or the input itself: sent as it is, no noise
+            out.append(real_values(graph, name, values[name]))
+            continue
+        sent = values[name] if t.dtype == "int8" else quant.quantize(values[name], q)
+        if noise is not None:
+            sent = noisy(sent, noise, NOISE_SEED, offset)
+            offset += quant.NOISE_WORD_BYTES * sent.size
+        out.append(quant.dequantize(sent, q).astype(np.float32))
+    return out
+
+
+def leakage_scores(
+    graph: Graph,
+    values: dict[str, np.ndarray],
+    cands: list[Candidate],
+    cut_quant: dict[str, Quant] | None = None,
+    noise: NoiseSpec | None = None,
+) -> dict[int, float]:
     """Bias-corrected distance correlation between the model input and what each candidate sends (0: nothing sent)."""
 
-    def joined(names: tuple[str, ...] | list[str]) -> np.ndarray:
-        flat = [real_values(graph, t, values[t]).reshape(len(values[t]), -1) for t in names]
-        return np.concatenate(flat, axis=1)
+    def joined(parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate([p.reshape(len(p), -1) for p in parts], axis=1)
 
-    a = u_centered_distances(joined(graph.inputs))
+    a = u_centered_distances(joined([real_values(graph, t, values[t]) for t in graph.inputs]))
     scores: dict[tuple[str, ...], float] = {}
     for c in cands:
         if c.cut and c.cut not in scores:
-            scores[c.cut] = dcor_u_centered(a, u_centered_distances(joined(c.cut)))
+            sent = sent_values(graph, values, c.cut, cut_quant or {}, noise)
+            scores[c.cut] = dcor_u_centered(a, u_centered_distances(joined(sent)))
     return {c.index: scores[c.cut] if c.cut else 0.0 for c in cands}
+
+
+def attack_scores(graph: Graph, setup: SplitSetup, cands: Sequence[Candidate]) -> None:
+    """The inversion attack's SSIM for each candidate not yet measured, into setup.leakage.
+
+    Cuts that send the same values (a reshape after the cut tensor, say) are attacked once.
+    """
+    from tinysplit.compiler import privacy  # imports this module; JAX only when the attack runs
+
+    assert setup.attack is not None and setup.leakage is not None
+    by_values: dict[bytes, float] = {}
+    for c in cands:
+        if c.index in setup.leakage:
+            continue
+        if not c.cut:
+            setup.leakage[c.index] = 0.0  # nothing leaves the device
+        elif set(c.cut) & set(graph.inputs):
+            setup.leakage[c.index] = 1.0  # the server receives the input itself
+        else:
+            sent = sent_values(graph, setup.attack.values, c.cut, setup.cut_quant, setup.noise)
+            digest = hashlib.sha256(b"".join(np.ascontiguousarray(v).tobytes() for v in sent)).digest()
+            if digest not in by_values:
+                by_values[digest] = privacy.attack_leakage(setup.attack.inputs, sent)
+            setup.leakage[c.index] = by_values[digest]
+
+
+def attack_samples(graph: Graph, data: dict[str, np.ndarray], source: str) -> AttackSamples:
+    """Check real inputs for the attack (one input, enough samples, images) and run the graph on them."""
+    from tinysplit.compiler.privacy import MIN_ATTACK_SAMPLES, as_images  # imports this module
+
+    if len(graph.inputs) != 1:
+        raise CompileError(
+            f"--privacy-data: the inversion attack needs a model with one input, not {len(graph.inputs)}"
+        )
+    name = graph.inputs[0]
+    shape = graph.tensors[name].shape[1:]
+    real = np.asarray(data[name], np.float32)
+    if len(real) < MIN_ATTACK_SAMPLES:
+        raise CompileError(
+            f"--privacy-data {source}: the inversion attack needs {MIN_ATTACK_SAMPLES} samples or more, not {len(real)}"
+        )
+    if len(real) > ATTACK_SAMPLES:
+        real = real[np.sort(np.random.default_rng(0).permutation(len(real))[:ATTACK_SAMPLES])]
+    try:
+        real = real.reshape(len(real), *shape)
+        as_images(real)
+    except ValueError as e:
+        raise CompileError(f"--privacy-data {source}: {e}") from None
+    samples = calibration_samples(graph, {name: real})
+    return AttackSamples(real, activations_on(graph, samples), source)
 
 
 def model_id(graph: Graph) -> str:
@@ -254,22 +358,46 @@ def prepare(
     samples: dict[str, np.ndarray] | None = None,
     samples_note: str | None = None,
     server: Target | None = None,
+    attack: AttackSamples | None = None,
+    noise: NoiseSpec | None = None,
 ) -> SplitSetup:
-    """Run the calibration samples once: quantization of float cuts and leakage of every candidate."""
+    """Run the calibration samples once: quantization of float cuts and leakage of every candidate.
+
+    With `attack` samples the leakage is the inversion attack's SSIM, measured by `search` on the
+    candidates it needs; distance correlation is computed for every candidate either way.
+    """
     radio_power(target, link)  # fail early when the target has no such radio
     if samples is None:
         samples = calibration_samples(graph)
         samples_note = f"{SAMPLES} seeded random inputs (seed 0): no real data given"
     values = activations_on(graph, samples)
     count = len(next(iter(samples.values())))
+    cut_quant = cut_quants(graph, values)
+    if count > DCOR_SAMPLES:
+        pick = np.sort(np.random.default_rng(0).permutation(count)[:DCOR_SAMPLES])
+        values = {k: v[pick] for k, v in values.items()}
+    note = samples_note or f"{count} calibration samples"
+    dcor = leakage_scores(graph, values, candidates(graph), cut_quant, noise)
+    if attack is not None:
+        how = f"QUICK decoder trained on 75 % of {len(attack.inputs)} samples of {attack.source}, scored on the rest"
+        measure, leakage, leakage_note = "attack", {}, how
+    else:
+        dcor_on = min(count, DCOR_SAMPLES)
+        why = f"on {dcor_on} of the calibration samples; no --privacy-data for the inversion attack"
+        measure, leakage, leakage_note = "dcor", dict(dcor), why
     return SplitSetup(
         target=target,
         link=link,
         server=server or load_target("host"),
         model_id=model_id(graph),
-        cut_quant=cut_quants(graph, values),
-        leakage=leakage_scores(graph, values, candidates(graph)),
-        samples=samples_note or f"{count} calibration samples",
+        cut_quant=cut_quant,
+        leakage=leakage,
+        samples=note,
+        dcor=dcor,
+        measure=measure,
+        attack=attack,
+        noise=noise,
+        leakage_note=leakage_note,
     )
 
 
@@ -317,7 +445,8 @@ def evaluate(graph: Graph, cand: Candidate, setup: SplitSetup) -> Evaluation:
         frames=up.frames,
         flash_bytes=flash,
         ram_bytes=ram,
-        leakage=None if setup.leakage is None else setup.leakage[cand.index],
+        leakage=None if setup.leakage is None else setup.leakage.get(cand.index),
+        dcor=setup.dcor.get(cand.index),
         problems=problems,
     )
 
@@ -427,7 +556,8 @@ def pareto_front(evaluations: list[Evaluation]) -> list[int]:
     def metrics(e: Evaluation) -> tuple[float, ...]:
         return (e.latency_s, e.energy_j or 0.0, float(e.wire_bytes), e.leakage or 0.0)
 
-    fit = [e for e in evaluations if e.fits]
+    measured = any(e.leakage is not None for e in evaluations)
+    fit = [e for e in evaluations if e.fits and (e.leakage is not None or not measured)]
     front = []
     for e in fit:
         m = metrics(e)
@@ -449,6 +579,12 @@ def search(
         raise CompileError(f"--objective {objective!r}: choose latency or energy")
     constraints = constraints or Constraints()
     evaluations = [evaluate(graph, c, setup) for c in candidates(graph)]
+    if setup.attack is not None:  # slow: only the forced cut, or the cuts every other constraint allows
+        without_leakage = replace(constraints, max_leakage=None)
+        pool = [evaluations[resolve_split(graph, forced)]] if forced else feasible(evaluations, setup, without_leakage)
+        attack_scores(graph, setup, [e.candidate for e in pool])
+        for e in evaluations:
+            e.leakage = None if setup.leakage is None else setup.leakage.get(e.candidate.index)
     chosen = resolve_split(graph, forced) if forced else choose(evaluations, setup, objective, constraints)
     return SplitResult(
         graph.name, setup, evaluations, chosen, objective, constraints, pareto_front(evaluations), forced
@@ -465,22 +601,28 @@ def plan_split(
     max_leakage: float | None = None,
     data: dict[str, np.ndarray] | None = None,
     data_note: str | None = None,
+    privacy_data: dict[str, np.ndarray] | None = None,
+    privacy_note: str = "--privacy-data",
+    noise: NoiseSpec | None = None,
 ) -> SplitResult:
     """The pipeline's entry point: --split auto|none|input|TENSOR with its objective and constraints.
 
     `data`: real-valued calibration samples per graph input ([n, *shape] or [n, *shape[1:]]), quantized
-    here for int8 inputs; without it, seeded random inputs (said so in the report).
+    here for int8 inputs; without it, seeded random inputs (said so in the report). `privacy_data`
+    (same form, at least compiler.privacy.MIN_ATTACK_SAMPLES): the leakage is the inversion attack's SSIM on them.
+    `noise`: a fixed noise the device adds to the cut, included in the leakage.
     """
     if objective not in OBJECTIVES:
         raise CompileError(f"--objective {objective!r}: choose latency or energy")
     if max_leakage is not None and not 0.0 <= max_leakage <= 1.0:
-        raise CompileError(f"--max-leakage {max_leakage}: a distance correlation bound in [0, 1]")
+        raise CompileError(f"--max-leakage {max_leakage}: a leakage bound (SSIM or distance correlation) in [0, 1]")
     if max_bytes is not None and max_bytes < 0:
         raise CompileError(f"--max-bytes {max_bytes}: must not be negative")
     if split != "auto":
         resolve_split(graph, split)  # an unknown tensor fails before the calibration run
     samples = None if data is None else calibration_samples(graph, data)
-    setup = prepare(graph, target, link, samples, data_note)
+    attack = None if privacy_data is None else attack_samples(graph, privacy_data, privacy_note)
+    setup = prepare(graph, target, link, samples, data_note, attack=attack, noise=noise)
     constraints = Constraints(max_bytes, max_leakage)
     return search(graph, setup, cast(Objective, objective), constraints, None if split == "auto" else split)
 
@@ -508,6 +650,7 @@ def as_dict(e: Evaluation) -> dict[str, Any]:
         "flash_bytes": e.flash_bytes,
         "ram_bytes": e.ram_bytes,
         "leakage": e.leakage,
+        "dcor": e.dcor,
         "fits": e.fits,
         "problems": e.problems,
     }

@@ -163,3 +163,63 @@ def test_compile_hook_calibrates_and_reports_the_attack(bench: P.Bench) -> None:
         apply_option(head, tail, "laplace:auto")
     _, note = apply_option(head, tail, "laplace:3", {"input": bench.data.x_train[:100, None]})  # [N, *shape]
     assert note["noise"] == "laplace:3" and note["attack_ssim"] is None and "at least" in note["attack"]
+
+
+def test_ridge_decoder_inverts_a_linear_map_and_ignores_noise() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random((300, 16))
+    mixing = rng.standard_normal((16, 40))
+    np.testing.assert_allclose(P.ridge_reconstruct(x[:200] @ mixing, x[:200], x[200:] @ mixing), x[200:], atol=1e-3)
+    unrelated = P.ridge_reconstruct(rng.standard_normal((200, 40)), x[:200], rng.standard_normal((100, 40)))
+    assert np.abs(unrelated - x[:200].mean(axis=0)).max() < 0.1  # a large penalty: about the mean
+
+
+# the compile command: --privacy-data, and the noise paragraph of the report --------------------------------
+def compile_split(tmp_path: Path, *extra: str) -> tuple[int, str, Path]:
+    from typer.testing import CliRunner
+
+    from tinysplit.compiler.cli import app
+
+    out = tmp_path / "out"
+    args = ["compile", str(MNIST), "-o", str(out), "--target", "nrf52", "--quantize", "int8"]
+    args += ["--calibration", str(MNIST.with_name("calibration.npz")), *extra]
+    result = CliRunner().invoke(app, args)
+    return result.exit_code, result.output, out
+
+
+def test_privacy_data_needs_a_split_and_enough_samples(tmp_path: Path) -> None:
+    calibration = str(MNIST.with_name("calibration.npz"))  # 200 images
+    code, output, out = compile_split(tmp_path, "--privacy-data", calibration)
+    assert code == 2 and "--privacy-data measures the leakage of a split: it needs --split" in output
+    code, output, out = compile_split(tmp_path, "--split", "auto", "--privacy-data", calibration)
+    assert code == 2 and "needs 500 samples or more, not 200" in output and not out.exists()
+
+
+def test_without_privacy_data_the_report_says_distance_correlation_and_why_no_attack(tmp_path: Path) -> None:
+    code, output, out = compile_split(tmp_path, "--split", "p1", "--noise", "gaussian:8")
+    assert code == 0, output
+    split = json.loads((out / "report.json").read_text())["split"]
+    assert split["leakage"]["measure"] == "dcor" and split["leakage"]["noise"] == "gaussian:8"
+    assert split["calibration"].startswith("200 samples of")  # real data, not random inputs
+    noise = split["emitted"]["noise"]
+    assert noise["attack_ssim"] is None and "at least 500 samples, got 200" in noise["attack"]
+    md = (out / "report.md").read_text()
+    assert "Leakage measure: **distance correlation**, with the device's noise (gaussian:8)" in md
+    assert "Noise on the device: **gaussian:8**" in md and "Inversion attack SSIM not measured: " in md
+
+
+@needs_attack
+def test_privacy_data_gives_the_attack_ssim_of_the_noisy_cut_in_the_report(tmp_path: Path) -> None:
+    full = P.load_data("mnist")
+    npz = tmp_path / "attacker.npz"
+    np.savez(npz, input=full.x_train[np.sort(np.random.default_rng(1).permutation(len(full.x_train))[:500])])
+    code, output, out = compile_split(tmp_path, "--split", "p1", "--noise", "gaussian:64", "--privacy-data", str(npz))
+    assert code == 0, output
+    split = json.loads((out / "report.json").read_text())["split"]
+    noise = split["emitted"]["noise"]
+    assert split["leakage"]["measure"] == "attack" and "500 samples of" in split["leakage"]["data"]
+    assert noise["attack_ssim"] < noise["attack_ssim_without_noise"] - 0.05 and "--privacy-data" in noise["attack"]
+    assert split["choice"]["leakage"] == noise["attack_ssim"]  # the search measured the same noisy cut, same seed
+    assert sum(c["leakage"] is not None for c in split["candidates"]) == 1  # a forced cut: only it is attacked
+    md = (out / "report.md").read_text()
+    assert f"Inversion attack SSIM on the chosen cut: **{noise['attack_ssim']:.3f}** with the noise" in md

