@@ -23,6 +23,7 @@ import c_runtime as crt
 import numpy as np
 import pytest
 
+from tinysplit.backends.lower import scratch_bytes
 from tinysplit.compiler import quant as Q
 from tinysplit.compiler import reference
 from tinysplit.compiler.ir import Graph, Node, Quant, Tensor
@@ -780,11 +781,17 @@ def c_dims(name: str, shape: Sequence[int]) -> str:
     return f"static const ts_dims {name} = {{{', '.join(map(str, shape))}}};"
 
 
-def conv_device_layer(i: int, case: ConvCase, depthwise: bool) -> DeviceLayer:
+def conv_device_layer(
+    i: int, case: ConvCase, depthwise: bool, q: QConv | None = None, want: np.ndarray | None = None
+) -> DeviceLayer:
+    """One conv (or depthwise conv) call: the case's random operands and reference output, or q
+    and want when given."""
     if depthwise:
         case = ConvCase(**{**case.__dict__, "groups": case.x[3]})
-    q = make_qconv(case)
-    want = run_ref(q.graph, q.feeds)
+    if q is None:
+        q = make_qconv(case)
+    if want is None:
+        want = run_ref(q.graph, q.feeds)
     p, pre = q.params, f"l{i}"
     w = q.w[..., 0].transpose(1, 2, 0) if depthwise else q.w
     fdims = (1, *w.shape) if depthwise else w.shape
@@ -808,7 +815,7 @@ def conv_device_layer(i: int, case: ConvCase, depthwise: bool) -> DeviceLayer:
     call = f"{fn}(&{pre}_p, &{pre}_q, &{pre}_xd, X, &{pre}_fd, {pre}_w, {bias}, &{pre}_yd, Y, ts_scratch);"
     kdepth = case.k[0] * case.k[1] * (case.x[3] // case.groups)
     macs = int(np.prod(case.out_shape())) * kdepth
-    scratch = 8 * case.k[0] * case.k[1] if depthwise else 8 * kdepth + (kdepth + 3) // 4 * 4
+    scratch = scratch_bytes(q.graph, q.graph.node("n0")) if depthwise else 8 * kdepth + (kdepth + 3) // 4 * 4
     return DeviceLayer(f"{fn}:{case.id}", decls, call, q.x, want, macs, scratch)
 
 
@@ -984,28 +991,14 @@ def device_program(layers: Sequence[DeviceLayer]) -> tuple[str, str]:
     return model_h, "\n".join(body)
 
 
-def test_int8_kernels_on_cortex_m4(tmp_path: Path) -> None:
-    """The int8 kernels (conv, depthwise, fully connected through their DSP paths; requantization
-    extremes; add, mul, pools, softmax, requantize, quantize) on QEMU mps2-an386 (Cortex-M4F), bit
-    for bit against the reference; and the cost of the big ones in emulated instructions per MAC."""
+def run_device_program(layers: Sequence[DeviceLayer], tmp_path: Path) -> Any:
+    """Builds device_program(layers) with the runtime sources, runs it once on QEMU mps2-an386
+    (harness.run_emulated, skips when the tools are missing), checks every layer's output bit for
+    bit and returns the run."""
     harness = pytest.importorskip("tinysplit.compiler.harness")
     missing = harness.missing_tools("cortex-m4")
     if missing:
         pytest.skip(f"emulated Cortex-M4 needs {', '.join(missing)}")
-    layers: list[DeviceLayer] = []
-    for case in [*CONV_CASES, *PERF_CONV]:
-        layers.append(conv_device_layer(len(layers), case, depthwise=False))
-    for case in [*DW_CASES, *PERF_DW]:
-        layers.append(conv_device_layer(len(layers), case, depthwise=True))
-    for shape in [*FC_CASES, *PERF_FC]:
-        layers.append(fc_device_layer(len(layers), shape))
-    layers.append(requant_device_layer(len(layers)))
-    for op in ("add", "mul"):
-        layers.append(elementwise_device_layer(len(layers), op))
-    layers += pool_softmax_device_layers(len(layers))
-    layers += requantize_device_layers()
-    layers.append(quantize_device_layer())
-
     c_dir = tmp_path / "model_c"
     (c_dir / "runtime" / "include").mkdir(parents=True)
     shutil.copytree(crt.INCLUDE_DIR / "tinysplit", c_dir / "runtime" / "include" / "tinysplit")
@@ -1023,6 +1016,28 @@ def test_int8_kernels_on_cortex_m4(tmp_path: Path) -> None:
     )
     for layer, got in zip(layers, run.outputs, strict=True):
         assert_same(got.reshape(layer.want.shape), layer.want, f"{layer.name} on Cortex-M4")
+    return run
+
+
+def test_int8_kernels_on_cortex_m4(tmp_path: Path) -> None:
+    """The int8 kernels (conv, depthwise, fully connected through their DSP paths; requantization
+    extremes; add, mul, pools, softmax, requantize, quantize) on QEMU mps2-an386 (Cortex-M4F), bit
+    for bit against the reference; and the cost of the big ones in emulated instructions per MAC."""
+    layers: list[DeviceLayer] = []
+    for case in [*CONV_CASES, *PERF_CONV]:
+        layers.append(conv_device_layer(len(layers), case, depthwise=False))
+    for case in [*DW_CASES, *PERF_DW]:
+        layers.append(conv_device_layer(len(layers), case, depthwise=True))
+    for shape in [*FC_CASES, *PERF_FC]:
+        layers.append(fc_device_layer(len(layers), shape))
+    layers.append(requant_device_layer(len(layers)))
+    for op in ("add", "mul"):
+        layers.append(elementwise_device_layer(len(layers), op))
+    layers += pool_softmax_device_layers(len(layers))
+    layers += requantize_device_layers()
+    layers.append(quantize_device_layer())
+
+    run = run_device_program(layers, tmp_path)
     per_mac = {
         layer.name: count / layer.macs
         for layer, count in zip(layers, run.layer_instructions, strict=True)

@@ -1,23 +1,45 @@
 /* int8 depthwise 2-D convolution: NHWC, filter [KH, KW, Cout] with Cout = Cin * multiplier. */
 #include "tinysplit/kernels.h"
 
+#include <stddef.h>
+
 #include "requantize.h"
 #include "simd.h"
+
+/* Scratch of the DSP build (see the fast path below): the larger of
+ * - the general path's: the sign-extended taps of four channels, two words per tap;
+ * - the 3x3 fast path's: an int16 plane of W + 1 rows of dw_plane_len(OH) values.
+ * backends/lower.py (scratch_bytes) gives the same number. */
+#if TS_HAVE_DSP
+
+static int32_t dw_plane_len(int32_t oh)
+{
+    return (oh + 6) & ~1;
+}
+#endif
 
 int32_t ts_depthwise_conv_s8_get_buffer_size(const ts_conv_params *params, const ts_dims *input_dims,
                                              const ts_dims *filter_dims, const ts_dims *output_dims)
 {
     (void)params;
-    (void)input_dims;
-    (void)output_dims;
 #if TS_HAVE_DSP
-    /* the taps of four channels, sign-extended: two words per tap */
-    return 2 * 4 * filter_dims->h * filter_dims->w;
+    {
+        const int32_t general = 2 * 4 * filter_dims->h * filter_dims->w;
+        const int32_t fast = 2 * dw_plane_len(output_dims->h) * (input_dims->w + 1);
+        return general > fast ? general : fast;
+    }
 #else
+    (void)input_dims;
     (void)filter_dims;
+    (void)output_dims;
     return 0;
 #endif
 }
+
+static void dw_pixel_portable(const ts_conv_params *params, const ts_channel_quant *quant,
+                              const ts_dims *input_dims, const int8_t *batch_input, const ts_dims *filter_dims,
+                              const int8_t *filter, const int32_t *bias, int32_t oh, int32_t ow, int32_t oc_begin,
+                              int32_t oc_end, int32_t mult, int32_t cout, int8_t *out);
 
 #if TS_HAVE_DSP
 
@@ -243,6 +265,399 @@ static int32_t dw_dsp(const ts_conv_params *params, const ts_channel_quant *quan
     return c;
 }
 
+/* ------------------------------------------------------------------------------------------------
+ * Fast path: multiplier 1, 3x3 filter, stride 1 and dilation 1 along H (any stride, dilation and
+ * padding along W), one channel at a time.
+ *
+ * The channel's input is copied, sign-extended to int16, into a plane in scratch whose rows are
+ * the input's columns (iw) and whose values run along H, with the padding of the top and bottom
+ * written out: plane[iw][pad.top + ih] = x[ih][iw]. Padding holds the input's zero point (-input
+ * offset), and the input offset times the sum of the weights is folded into the bias, so a padded
+ * tap adds nothing and the values need no offset. Row W holds only the zero point: the left and
+ * right padding columns point at it.
+ *
+ * One output column (fixed ow) is then a run along the plane's rows: output s reads values s, s+1,
+ * s+2 of three rows. Four consecutive outputs take three aligned words per row, q0 = (v0, v1),
+ * q1 = (v2, v3), q2 = (v4, v5), and the row's weights as two words, a = (w0, w1), b = (w1, w2):
+ *   out0 += smlad(q0, a) + q1.lo * b.hi      out1 += q0.hi * a.lo + smlad(q1, b)
+ *   out2 += smlad(q1, a) + q2.lo * b.hi      out3 += q1.hi * a.lo + smlad(q2, b)
+ * that is 8 multiply instructions for 12 MACs, each row's input words loaded once.
+ *
+ * The weights are doubled and so are the accumulators (|acc| < 2^30 is checked per channel), so the
+ * requantization (right shift e >= 1, ts_rqz_ok) is SMMLAR's rounded high word:
+ *   high_mul(acc, m) = (acc * m + 2^30) >> 31 = (2 acc * m + 2^31) >> 32
+ *   out = (smmlar(2 acc, m, 2^(e-1) + zp * 2^e) - [acc < 0]) >> e     (then the int8 clamp)
+ * which is ts_rqz_apply's identity: rdiv_pot(h, e) + zp = floor((h + 2^(e-1) - [acc < 0]) / 2^e) + zp.
+ * ------------------------------------------------------------------------------------------------ */
+
+#if defined(__ARM_FEATURE_DSP) && !defined(TS_NO_DSP)
+static inline int32_t dw_smlabt(int32_t x, int32_t y, int32_t acc)
+{
+    return __smlabt(x, y, acc);
+}
+
+static inline int32_t dw_smlatb(int32_t x, int32_t y, int32_t acc)
+{
+    return __smlatb(x, y, acc);
+}
+
+/* acc + ((x * y + 2^31) >> 32), the 64-bit product's rounded high word */
+static inline int32_t dw_smmlar(int32_t x, int32_t y, int32_t acc)
+{
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(x), "r"(y), "r"(acc));
+    return r;
+}
+
+static inline int32_t dw_ssat8(int32_t x)
+{
+    return __ssat(x, 8);
+}
+#else /* TS_EMULATE_DSP */
+static inline int32_t dw_smlabt(int32_t x, int32_t y, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(ts_lane_lo(x) * ts_lane_hi(y)));
+}
+
+static inline int32_t dw_smlatb(int32_t x, int32_t y, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(ts_lane_hi(x) * ts_lane_lo(y)));
+}
+
+static inline int32_t dw_smmlar(int32_t x, int32_t y, int32_t acc)
+{
+    const uint64_t v = ((uint64_t)(uint32_t)acc << 32) + (uint64_t)((int64_t)x * y) + 0x80000000u;
+    return (int32_t)(uint32_t)(v >> 32);
+}
+
+static inline int32_t dw_ssat8(int32_t x)
+{
+    return ts_clamp(x, TS_INT8_MIN, TS_INT8_MAX);
+}
+#endif
+
+/* (lo, hi) as two int16 lanes (PKHBT) */
+static inline int32_t dw_pack(int32_t lo, int32_t hi)
+{
+    return (int32_t)(((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16));
+}
+
+/* One channel of the fast path: what the column loop reads (the assembly loop at fixed offsets
+ * from &multiplier: LDMDB brings os, os3, end and LDM multiplier, round, sh). */
+typedef struct {
+    int32_t os, os3;     /* output step along a column (OW * C bytes), three times it */
+    const int8_t *end;   /* the column's output pointer after its last step of four */
+    int32_t multiplier;
+    int32_t round;       /* 2^(e-1) + zp * 2^e */
+    int32_t sh;          /* e */
+    int32_t bias2;       /* 2 * (bias + input_offset * sum of the weights) */
+    int32_t wq[6];       /* per plane row k: (2 w0, 2 w1), (2 w1, 2 w2) of filter column k */
+    int32_t act_min, act_max;
+} dw_ctx;
+
+static inline int32_t dw_requant(const dw_ctx *k, int32_t acc2)
+{
+    return (dw_smmlar(acc2, k->multiplier, k->round) + (acc2 >> 31)) >> k->sh;
+}
+
+/* Copies input channel c (x points at it) into the plane: plane[iw * len + top + ih] = x[ih][iw]. */
+static TS_NOINLINE void dw_expand(const int8_t *x, int32_t h, int32_t w, int32_t ch, int16_t *plane, int32_t len,
+                                  int32_t top)
+{
+    const int32_t row = w * ch;
+    int32_t iw, ih;
+    for (iw = 0; iw < w; ++iw) {
+        const int8_t *q = x + iw * ch;
+        int16_t *d = plane + iw * len + top;
+        for (ih = h; ih >= 2; ih -= 2) {
+            ts_store32(d, dw_pack(q[0], q[row]));
+            d += 2;
+            q += 2 * row;
+        }
+        if (ih > 0) {
+            d[0] = q[0];
+        }
+    }
+}
+
+/* Four outputs of a column (see above) from the rows r0, r1, r2 at the first one's values. */
+static inline void dw_step(const int16_t *r0, const int16_t *r1, const int16_t *r2, const dw_ctx *k, int32_t *acc)
+{
+    const int16_t *rows[3];
+    int32_t a0 = k->bias2, a1 = k->bias2, a2 = k->bias2, a3 = k->bias2, j;
+    rows[0] = r0;
+    rows[1] = r1;
+    rows[2] = r2;
+    for (j = 0; j < 3; ++j) {
+        const int32_t wa = k->wq[2 * j], wb = k->wq[2 * j + 1];
+        const int32_t q0 = ts_load32(rows[j]), q1 = ts_load32(rows[j] + 2), q2 = ts_load32(rows[j] + 4);
+        a0 = dw_smlabt(q1, wb, ts_smlad(q0, wa, a0));
+        a1 = ts_smlad(q1, wb, dw_smlatb(q0, wa, a1));
+        a2 = dw_smlabt(q2, wb, ts_smlad(q1, wa, a2));
+        a3 = ts_smlad(q2, wb, dw_smlatb(q1, wa, a3));
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+#if TS_DSP_ASM
+/* The steps of four of one column down to k->end, when the clamp is SSAT alone: dw_step, the
+ * requantization and the stores in one loop. base = &k->multiplier. */
+static TS_NOINLINE void dw_column_steps(const int16_t *p0, const int16_t *p1, const int16_t *p2, const int32_t *base,
+                                        int8_t *o)
+{
+    /* LDM's register list must ascend: the words it brings live in fixed registers */
+    register int32_t q0 __asm__("r8");
+    register int32_t q1 __asm__("r9");
+    register int32_t wb __asm__("r10");
+    int32_t a0, a1, a2, a3, wa;
+#define TS_DW_ROW(P, WOFF)                                                                          \
+    "ldrd   %[wa], %[wb], [%[k], #" WOFF "]\n\t"                                                   \
+    "ldrd   %[q0], %[q1], [%[" P "]], #8\n\t"                                                      \
+    "smlad  %[a0], %[q0], %[wa], %[a0]\n\t"                                                        \
+    "smlatb %[a1], %[q0], %[wa], %[a1]\n\t"                                                        \
+    "smlabt %[a0], %[q1], %[wb], %[a0]\n\t"                                                        \
+    "smlad  %[a1], %[q1], %[wb], %[a1]\n\t"                                                        \
+    "ldr    %[q0], [%[" P "]]\n\t"                                                                 \
+    "smlad  %[a2], %[q1], %[wa], %[a2]\n\t"                                                        \
+    "smlatb %[a3], %[q1], %[wa], %[a3]\n\t"                                                        \
+    "smlabt %[a2], %[q0], %[wb], %[a2]\n\t"                                                        \
+    "smlad  %[a3], %[q0], %[wb], %[a3]\n\t"
+/* acc2 -> int8 in R: (smmlar(acc2, m, round) + [acc2 < 0] * -1) >> e, SSAT */
+#define TS_DW_RQ(R, A)                                                                              \
+    "smmlar " R ", " A ", %[q0], %[q1]\n\t"                                                         \
+    "add    " R ", " R ", " A ", asr #31\n\t"                                                       \
+    "asr    " R ", " R ", %[wb]\n\t"                                                                \
+    "ssat   " R ", #8, " R "\n\t"
+    __asm__ volatile("1:\n\t"
+                     /* the first row's first multiplies add to the bias (in a3 until its own) */
+                     "ldr    %[a3], [%[k], #12]\n\t"
+                     "ldrd   %[wa], %[wb], [%[k], #16]\n\t"
+                     "ldrd   %[q0], %[q1], [%[p0]], #8\n\t"
+                     "smlad  %[a0], %[q0], %[wa], %[a3]\n\t"
+                     "smlatb %[a1], %[q0], %[wa], %[a3]\n\t"
+                     "smlabt %[a0], %[q1], %[wb], %[a0]\n\t"
+                     "smlad  %[a1], %[q1], %[wb], %[a1]\n\t"
+                     "ldr    %[q0], [%[p0]]\n\t"
+                     "smlad  %[a2], %[q1], %[wa], %[a3]\n\t"
+                     "smlatb %[a3], %[q1], %[wa], %[a3]\n\t"
+                     "smlabt %[a2], %[q0], %[wb], %[a2]\n\t"
+                     "smlad  %[a3], %[q0], %[wb], %[a3]\n\t"
+                     TS_DW_ROW("p1", "24")
+                     TS_DW_ROW("p2", "32")
+                     "ldm    %[k], {%[q0], %[q1], %[wb]}\n\t" /* multiplier, round, sh */
+                     TS_DW_RQ("%[wa]", "%[a0]")
+                     TS_DW_RQ("%[a0]", "%[a1]")
+                     TS_DW_RQ("%[a1]", "%[a2]")
+                     TS_DW_RQ("%[a2]", "%[a3]")
+                     "ldmdb  %[k], {%[q0], %[q1], %[wb]}\n\t" /* os, os3, end */
+                     "strb   %[wa], [%[o]]\n\t"
+                     "strb   %[a0], [%[o], %[q0]]\n\t"
+                     "strb   %[a1], [%[o], %[q0], lsl #1]\n\t"
+                     "strb   %[a2], [%[o], %[q1]]\n\t"
+                     "add    %[o], %[o], %[q0], lsl #2\n\t"
+                     "cmp    %[o], %[wb]\n\t"
+                     "bne    1b\n\t"
+                     : [p0] "+r"(p0), [p1] "+r"(p1), [p2] "+r"(p2), [o] "+r"(o), [a0] "=&r"(a0), [a1] "=&r"(a1),
+                       [a2] "=&r"(a2), [a3] "=&r"(a3), [wa] "=&r"(wa), [q0] "=&r"(q0), [q1] "=&r"(q1),
+                       [wb] "=&r"(wb)
+                     : [k] "r"(base)
+                     : "cc", "memory");
+#undef TS_DW_ROW
+#undef TS_DW_RQ
+}
+
+/* dw_column_steps reads the context at fixed offsets */
+typedef char dw_ctx_layout[offsetof(dw_ctx, multiplier) == 12 && offsetof(dw_ctx, bias2) == 24 &&
+                                   offsetof(dw_ctx, wq) == 28
+                               ? 1
+                               : -1];
+#endif
+
+/* The accumulators of the one or two outputs at the rows r0, r1, r2 (the second when a1 != NULL). */
+static inline void dw_tail(const int16_t *r0, const int16_t *r1, const int16_t *r2, const dw_ctx *k, int32_t *a0,
+                           int32_t *a1)
+{
+    int32_t acc0 = k->bias2, acc1 = k->bias2;
+#if TS_DSP_ASM
+    int32_t q0, q1, wa, wb;
+#define TS_DW_TAIL_ROW(P, WOFF, SECOND)                                                             \
+    "ldrd   %[wa], %[wb], [%[k], #" WOFF "]\n\t"                                                   \
+    "ldrd   %[q0], %[q1], [%[" P "]]\n\t"                                                          \
+    "smlad  %[a0], %[q0], %[wa], %[a0]\n\t"                                                        \
+    "smlabt %[a0], %[q1], %[wb], %[a0]\n\t" SECOND
+#define TS_DW_TAIL_SECOND                                                                           \
+    "smlatb %[a1], %[q0], %[wa], %[a1]\n\t"                                                        \
+    "smlad  %[a1], %[q1], %[wb], %[a1]\n\t"
+    if (a1 != NULL) {
+        __asm__ volatile(TS_DW_TAIL_ROW("r0", "16", TS_DW_TAIL_SECOND) TS_DW_TAIL_ROW("r1", "24", TS_DW_TAIL_SECOND)
+                             TS_DW_TAIL_ROW("r2", "32", TS_DW_TAIL_SECOND)
+                         : [a0] "+r"(acc0), [a1] "+r"(acc1), [q0] "=&r"(q0), [q1] "=&r"(q1), [wa] "=&r"(wa),
+                           [wb] "=&r"(wb)
+                         : [r0] "r"(r0), [r1] "r"(r1), [r2] "r"(r2), [k] "r"(&k->multiplier)
+                         : "memory");
+        *a1 = acc1;
+    } else {
+        __asm__ volatile(TS_DW_TAIL_ROW("r0", "16", "") TS_DW_TAIL_ROW("r1", "24", "") TS_DW_TAIL_ROW("r2", "32", "")
+                         : [a0] "+r"(acc0), [q0] "=&r"(q0), [q1] "=&r"(q1), [wa] "=&r"(wa), [wb] "=&r"(wb)
+                         : [r0] "r"(r0), [r1] "r"(r1), [r2] "r"(r2), [k] "r"(&k->multiplier)
+                         : "memory");
+    }
+#undef TS_DW_TAIL_ROW
+#undef TS_DW_TAIL_SECOND
+#else
+    const int16_t *rows[3];
+    int32_t j;
+    rows[0] = r0;
+    rows[1] = r1;
+    rows[2] = r2;
+    for (j = 0; j < 3; ++j) {
+        const int32_t wa = k->wq[2 * j], wb = k->wq[2 * j + 1];
+        const int32_t q0 = ts_load32(rows[j]), q1 = ts_load32(rows[j] + 2);
+        acc0 = dw_smlabt(q1, wb, ts_smlad(q0, wa, acc0));
+        acc1 = ts_smlad(q1, wb, dw_smlatb(q0, wa, acc1));
+    }
+    if (a1 != NULL) {
+        *a1 = acc1;
+    }
+#endif
+    *a0 = acc0;
+}
+
+static inline void dw_put(const dw_ctx *k, int32_t acc2, int full, int8_t *out)
+{
+    int32_t r = dw_ssat8(dw_requant(k, acc2));
+    if (!full) {
+        r = ts_clamp(r, k->act_min, k->act_max);
+    }
+    *out = (int8_t)r;
+}
+
+/* n outputs of one column, out[j * os] for j < n, from the rows p0, p1, p2 (at output 0). */
+static TS_NOINLINE void dw_column(const int16_t *p0, const int16_t *p1, const int16_t *p2, dw_ctx *k, int8_t *out,
+                                  int32_t n, int full)
+{
+    const int32_t os = k->os;
+    int32_t acc[4];
+#if TS_DSP_ASM
+    if (full && n >= 4) {
+        const int32_t steps = n >> 2;
+        k->end = out + steps * 4 * os;
+        dw_column_steps(p0, p1, p2, &k->multiplier, out);
+        p0 += 4 * steps;
+        p1 += 4 * steps;
+        p2 += 4 * steps;
+        out += steps * 4 * os;
+        n &= 3;
+    }
+#endif
+    for (; n >= 4; n -= 4) {
+        dw_step(p0, p1, p2, k, acc);
+        dw_put(k, acc[0], full, out);
+        dw_put(k, acc[1], full, out + os);
+        dw_put(k, acc[2], full, out + 2 * os);
+        dw_put(k, acc[3], full, out + 3 * os);
+        p0 += 4;
+        p1 += 4;
+        p2 += 4;
+        out += 4 * os;
+    }
+    if (n >= 2) {
+        dw_tail(p0, p1, p2, k, &acc[0], &acc[1]);
+        dw_put(k, acc[0], full, out);
+        dw_put(k, acc[1], full, out + os);
+        p0 += 2;
+        p1 += 2;
+        p2 += 2;
+        out += 2 * os;
+        n -= 2;
+    }
+    if (n > 0) {
+        dw_tail(p0, p1, p2, k, &acc[0], NULL);
+        dw_put(k, acc[0], full, out);
+    }
+}
+
+/* Prepares channel c's weights (doubled, as the six words of the column loop) and requantization;
+ * 0 when the channel does not fit the fast path (accumulator bound, shift). */
+static int dw_ctx_make(const ts_conv_params *params, const ts_channel_quant *quant, const int8_t *filter,
+                       const int32_t *bias, int32_t ch, int32_t c, dw_ctx *k)
+{
+    const int32_t shift = quant->shift[c];
+    int32_t j, sum = 0;
+    int64_t folded;
+    if (!ts_rqz_ok(shift)) {
+        return 0;
+    }
+    for (j = 0; j < 3; ++j) {
+        /* plane row j is filter column kw = j; along it run the taps kh = 0, 1, 2 */
+        const int32_t w0 = filter[j * ch + c], w1 = filter[(3 + j) * ch + c], w2 = filter[(6 + j) * ch + c];
+        k->wq[2 * j] = dw_pack(2 * w0, 2 * w1);
+        k->wq[2 * j + 1] = dw_pack(2 * w1, 2 * w2);
+        sum += w0 + w1 + w2;
+    }
+    folded = (int64_t)(bias != NULL ? bias[c] : 0) + (int64_t)params->input_offset * sum;
+    /* |sum of w * x| <= 9 * 128 * 128, and 2 * acc must fit in int32 */
+    if (folded > ((int64_t)1 << 30) - 1 - 9 * 128 * 128 || folded < -((int64_t)1 << 30) + 9 * 128 * 128) {
+        return 0;
+    }
+    k->bias2 = (int32_t)(2 * folded);
+    k->multiplier = quant->multiplier[c];
+    k->sh = -shift;
+    k->round = (int32_t)((1u << (uint32_t)(-shift - 1)) + (uint32_t)params->output_offset * (1u << (uint32_t)-shift));
+    return 1;
+}
+
+static void dw_fast(const ts_conv_params *params, const ts_channel_quant *quant, const ts_dims *input_dims,
+                    const int8_t *input, const ts_dims *filter_dims, const int8_t *filter, const int32_t *bias,
+                    const ts_dims *output_dims, int8_t *output, int16_t *plane)
+{
+    const int32_t ch = input_dims->c, h = input_dims->h, w = input_dims->w;
+    const int32_t oh_n = output_dims->h, ow_n = output_dims->w;
+    const int32_t len = dw_plane_len(oh_n);
+    const int32_t sw = params->stride.w, dw = params->dilation.w;
+    const int full = params->act_min <= TS_INT8_MIN && params->act_max >= TS_INT8_MAX;
+    const int16_t *zp_row = plane + w * len;
+    const int32_t fill = ts_dup16(-params->input_offset);
+    int32_t i, b, c, ow;
+    dw_ctx k;
+    for (i = 0; i < (w + 1) * len; i += 2) {
+        ts_store32(plane + i, fill);
+    }
+    k.os = ow_n * ch;
+    k.os3 = 3 * k.os;
+    k.act_min = params->act_min;
+    k.act_max = params->act_max;
+    for (b = 0; b < input_dims->n; ++b) {
+        const int8_t *batch_input = input + b * h * w * ch;
+        int8_t *batch_output = output + b * oh_n * ow_n * ch;
+        for (c = 0; c < ch; ++c) {
+            if (!dw_ctx_make(params, quant, filter, bias, ch, c, &k)) {
+                /* this channel in plain C */
+                int32_t oh;
+                for (oh = 0; oh < oh_n; ++oh) {
+                    for (ow = 0; ow < ow_n; ++ow) {
+                        dw_pixel_portable(params, quant, input_dims, batch_input, filter_dims, filter, bias, oh, ow,
+                                          c, c + 1, 1, ch, batch_output + (oh * ow_n + ow) * ch);
+                    }
+                }
+                continue;
+            }
+            dw_expand(batch_input + c, h, w, ch, plane, len, params->pad.top);
+            for (ow = 0; ow < ow_n; ++ow) {
+                const int32_t iw0 = ow * sw - params->pad.left;
+                const int32_t iw1 = iw0 + dw, iw2 = iw1 + dw;
+                dw_column(iw0 >= 0 && iw0 < w ? plane + iw0 * len : zp_row,
+                          iw1 >= 0 && iw1 < w ? plane + iw1 * len : zp_row,
+                          iw2 >= 0 && iw2 < w ? plane + iw2 * len : zp_row, &k, batch_output + ow * ch + c, oh_n,
+                          full);
+            }
+        }
+    }
+}
+
 #endif /* TS_HAVE_DSP */
 
 /* Any multiplier, output channels [oc_begin, oc_end) of one output pixel, plain C. */
@@ -289,6 +704,11 @@ void ts_depthwise_conv_s8(const ts_conv_params *params, const ts_channel_quant *
     int32_t c_done = 0;
     int32_t b, oh, ow;
 #if TS_HAVE_DSP
+    if (mult == 1 && scratch != NULL && ((uintptr_t)scratch & 3u) == 0 && filter_dims->h == 3 &&
+        filter_dims->w == 3 && params->stride.h == 1 && params->dilation.h == 1) {
+        dw_fast(params, quant, input_dims, input, filter_dims, filter, bias, output_dims, output, (int16_t *)scratch);
+        return;
+    }
     if (mult == 1 && scratch != NULL && ((uintptr_t)scratch & 3u) == 0) {
         c_done = dw_dsp(params, quant, input_dims, input, filter_dims, filter, bias, output_dims, output,
                         (int32_t *)scratch);
