@@ -20,41 +20,21 @@ from typing import cast
 from tinysplit.backends import lower_tiling as _lower_tiling  # noqa: F401  (patched graphs lower too)
 from tinysplit.backends.c import CLayer, _Renderer, write_model_files
 from tinysplit.backends.lower import Buffer, KernelCall, Scratch, Struct, lower
-from tinysplit.backends.lower import scratch_bytes as lower_scratch_bytes
+from tinysplit.backends.multicore import (
+    DEFAULT_MAX_CORES,
+    ROW_SPLIT,
+    plan_for_cores,
+    row_splittable,
+    scratch_stride,
+)
 from tinysplit.compiler.ir import Graph
-from tinysplit.passes.memory_plan import make_plan
 from tinysplit.passes.tiling import window
-
-# kernel -> argument positions of (params, input dims, input, output dims, output)
-ROW_SPLIT = {
-    "conv_s8": (0, 2, 3, 7, 8),
-    "depthwise_conv_s8": (0, 2, 3, 7, 8),
-    "conv_f32": (0, 1, 2, 6, 7),
-    "depthwise_conv_f32": (0, 1, 2, 6, 7),
-    "max_pool_s8": (0, 1, 2, 3, 4),
-    "avg_pool_s8": (0, 1, 2, 3, 4),
-    "max_pool_f32": (0, 1, 2, 3, 4),
-    "avg_pool_f32": (0, 1, 2, 3, 4),
-}
-DEFAULT_MAX_CORES = 4
 
 
 @dataclass
 class CoreLayer(CLayer):
     parallel: bool = False  # every core runs its rows; else core 0 runs the layer
     barrier: bool = True  # the workers meet after this layer
-
-
-def scratch_stride(graph: Graph, node_name: str) -> int:
-    return (lower_scratch_bytes(graph, graph.node(node_name)) + 7) // 8 * 8
-
-
-def row_splittable(graph: Graph, call: KernelCall) -> bool:
-    if call.kernel not in ROW_SPLIT:
-        return False
-    node = graph.node(call.node)
-    y = graph.tensors[node.outputs[0]]
-    return len(y.shape) == 4 and y.shape[0] == 1 and y.shape[1] > 1
 
 
 def _split_call(renderer: _Renderer, graph: Graph, layer: CLayer, call: KernelCall) -> str:
@@ -97,13 +77,6 @@ def multicore_layers(graph: Graph, prefix: str) -> list[CoreLayer]:
     if layers:
         layers[-1].barrier = False  # the final sync follows
     return layers
-
-
-def plan_for_cores(graph: Graph, max_cores: int) -> Graph:
-    """The graph with a memory plan that holds one kernel scratch per core."""
-    planned = graph.copy()
-    planned.metadata["memory"] = make_plan(planned, lambda g, n: max_cores * ((lower_scratch_bytes(g, n) + 7) // 8 * 8))
-    return planned
 
 
 def emit_c_multicore(

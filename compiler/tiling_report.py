@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tinysplit.backends.c_multicore import row_splittable
 from tinysplit.backends.lower import lower
+from tinysplit.backends.multicore import row_splittable
 from tinysplit.compiler.ir import Graph
 from tinysplit.passes.tiling import PatchPlan, layer_macs
 
