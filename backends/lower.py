@@ -16,6 +16,7 @@ import numpy as np
 from tinysplit.compiler import quant
 from tinysplit.compiler.errors import CompileError, UnsupportedError
 from tinysplit.compiler.ir import Graph, Node, Tensor
+from tinysplit.passes import weight_layout
 
 Scalar = int | float
 Value = Scalar | tuple[Scalar, ...]
@@ -104,7 +105,7 @@ def scratch_bytes(graph: Graph, node: Node) -> int:
         requantization = 16 * graph.tensors[node.inputs[1]].shape[0]
         return requantization + (4 * 2 * kp + kp if cin_g % 4 else 4 * 2 * k)
     if node.op == "fully_connected":
-        return 2 * graph.tensors[node.inputs[1]].shape[1]
+        return 2 * ((graph.tensors[node.inputs[1]].shape[1] + 3) & ~3)  # the _wide variant pads depth to 4
     return 0
 
 
@@ -205,7 +206,12 @@ def _conv2d(graph: Graph, node: Node) -> tuple[str, list[Arg]]:
     if x.dtype == "int8":
         params = Struct("conv_params", {"input_offset": -_zp(x), "output_offset": _zp(y), **conv})
         quantization = _channel_quant(x, w, y, cout)
-        return f"{kind}_s8", [params, quantization, *shapes, _dims(y.shape), Buffer(y.name), Scratch()]
+        if node.attrs.get(weight_layout.ATTR):
+            shapes = (*shapes[:3], Array("int16", weight_layout.smlad_weights("conv2d", w.data)), shapes[4])
+            kind += "_s8_wide"
+        else:
+            kind += "_s8"
+        return kind, [params, quantization, *shapes, _dims(y.shape), Buffer(y.name), Scratch()]
     return f"{kind}_f32", [Struct("conv_f32_params", conv), *shapes, _dims(y.shape), Buffer(y.name)]
 
 
@@ -218,7 +224,11 @@ def _fully_connected(graph: Graph, node: Node) -> tuple[str, list[Arg]]:
     operands: list[Arg] = [batches, depth, units, Buffer(x.name), Array(w.dtype, w.data), _bias(graph, node)]
     if x.dtype == "int8":
         params = Struct("fc_params", {"input_offset": -_zp(x), "output_offset": _zp(y), "act_min": lo, "act_max": hi})
-        return "fully_connected_s8", [params, _channel_quant(x, w, y, units), *operands, Buffer(y.name), Scratch()]
+        kernel = "fully_connected_s8"
+        if node.attrs.get(weight_layout.ATTR):
+            operands[4] = Array("int16", weight_layout.smlad_weights("fully_connected", w.data))
+            kernel += "_wide"
+        return kernel, [params, _channel_quant(x, w, y, units), *operands, Buffer(y.name), Scratch()]
     return "fully_connected_f32", [lo, hi, *operands, Buffer(y.name)]
 
 

@@ -28,6 +28,11 @@
 //! feature `wire`, [`wire`](crate#modules): sealing requests for the tinysplit server and opening
 //! its answers (COSE_Encrypt0 with RustCrypto's ChaCha20-Poly1305, CBOR with `minicbor`), byte for
 //! byte as the C device does.
+//!
+//! Multi-core: [`parallel`] splits convolution and pooling layers by output rows over the cores a
+//! [`Cores`] implementation provides ([`OneCore`]; with the cargo feature `std`, host threads:
+//! `threads::ThreadPool`); the generated `Model::run_on` calls it. No `unsafe` there either: cores
+//! that outlive a call get copies of their rows ([`Handoff`]).
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -39,10 +44,13 @@ pub mod float;
 pub mod fully_connected;
 pub mod movement;
 pub mod noise;
+pub mod parallel;
 pub mod pool;
 pub mod quantize;
 pub mod requantize;
 pub mod softmax;
+#[cfg(feature = "std")]
+pub mod threads;
 #[cfg(feature = "wire")]
 pub mod wire;
 
@@ -62,9 +70,15 @@ pub use float::{
 pub use fully_connected::{fully_connected_s8, fully_connected_s8_buffer_size, FcParams};
 pub use movement::{concat, copy, pad, slice_rows, transpose, write_rows, write_rows_inplace};
 pub use noise::{noise_s8, noise_s8_inplace, NoiseParams, Random, RANDOM_CHUNK};
+pub use parallel::{
+    bytes, bytes_mut, handoff_bytes, row_band_for, run_on_workers, split_rows, Band, BandTask,
+    Cores, Handoff, OneCore, RowBand, RowSplit, Worker,
+};
 pub use pool::{avg_pool_s8, max_pool_s8, PoolParams};
 pub use quantize::{dequantize_s8_f32, quantize_f32_s8};
 pub use softmax::softmax_s8;
+#[cfg(feature = "std")]
+pub use threads::{ScopedThreads, ThreadPool};
 
 /// A rank-4 NHWC shape (`ts_dims`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
