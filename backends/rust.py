@@ -21,6 +21,21 @@ as `&mut` (binary ops mark the shared operand `ts::Operand::Output`). Graph inpu
 the caller's arrays; weights, multipliers and tables are `static` arrays (flash). Noise layers
 draw from a `random: &mut impl ts::Random` argument of `Model::run` (the device CSPRNG), in pieces
 of ts::RANDOM_CHUNK elements, as the C backend does with ts_platform_random.
+
+Several cores (`emit_rust(..., max_cores=N)`, `tinysplit compile --cores N --lang rust`). The crate
+then also has `Model::run_on(&cores, ...)` (`Model::run` stays the one-core call). `cores` is any
+`ts::Cores` (runtime_rust/src/parallel.rs): `ts::OneCore`, the host's `ts::ThreadPool` (cargo
+feature `std`, which the host runner uses), or the Ariel OS application's threads pinned to cores.
+Convolutions (depthwise too) and pools on batch-1 NHWC tensors (backends/multicore.row_splittable,
+as in C) become a `ts::split_rows` call: at run time the runtime cuts the layer's output rows into
+one band per core (parallel::row_band_for, the twin of C's ts_row_band_for: input rows with their
+halo, padding only at the tensor's edges) and runs the layer's band function on each; it returns
+when every band is done, which is the layer's barrier. Other layers run on the calling core. The
+memory plan holds a kernel scratch per core (multicore.plan_for_cores). A kernel computes each
+output row the same way whatever band it is given, so results are bit for bit the one-core ones.
+A band function is a plain `fn` over byte slices: with `#![forbid(unsafe_code)]` a core that
+outlives the call (a persistent thread) cannot borrow the arena, so such `Cores` hand it a copy of
+its band (`ts::Handoff`, `HANDOFF_BYTES` per worker core).
 """
 
 from __future__ import annotations
@@ -31,6 +46,7 @@ import math
 import re
 import shutil
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from importlib.util import find_spec
@@ -54,9 +70,11 @@ from tinysplit.backends.lower import (
     Value,
     lower,
 )
+from tinysplit.backends.multicore import ROW_SPLIT, plan_for_cores, row_splittable, scratch_stride
 from tinysplit.compiler.errors import CompileError
 from tinysplit.compiler.ir import Graph
 from tinysplit.passes.memory_plan import MemoryPlan
+from tinysplit.passes.tiling import window
 
 RUST_TYPES = {"int8": "i8", "float32": "f32", "int32": "i32", "uint8": "u8", "uint32": "u32"}
 RUNTIME_CRATE = "tinysplit-rt"
@@ -147,6 +165,11 @@ _RUST_KEYWORDS = {
     *("abstract", "become", "box", "do", "final", "macro", "override", "priv", "typeof", "unsized", "virtual"),
     *("yield", "try", "gen"),
 }
+
+
+def row_split_name(index: int) -> str:
+    """The ts::RowSplit constant of layer `index`."""
+    return f"L{index}_ROWS"
 
 
 def rust_comment(text: str) -> str:
@@ -262,11 +285,35 @@ class _Renderer:
             # band covers every row (same shape), so the output already holds the result
             layer.code.append("// in place: the band is the whole output, no data moves")
             return layer
+        rendered = self.arguments(layer, call, region_of, inplace)
+        name = f"{kernel}_inplace" if inplace else kernel
+        call_text = f"ts::{name}({', '.join(rendered)});"
+        random = [i for i, a in enumerate(args) if isinstance(a, RandomBytes)]
+        if random:
+            call_text = self.random_pieces(call, name, rendered, args, random[0])
+        layer.code += self.in_regions(spans, call_text)
+        return layer
+
+    def arguments(
+        self,
+        layer: RustLayer,
+        call: KernelCall,
+        region_of: dict[int, int],
+        inplace: Sequence[int] = (),
+        overrides: Mapping[int, str] | None = None,
+    ) -> list[str]:
+        """The Rust arguments of a call: those a slice implies dropped, in-place operands marked,
+        the optional bias wrapped; `overrides` (by position in the lowered call) are taken as given."""
+        kernel, args = call.kernel, call.args
+        output = self.graph.node(call.node).outputs[0]
         implied = IMPLIED_ARGS.get(kernel, set())
         operands = {len(args) - 3, len(args) - 2}  # a and b of a binary kernel (the output is last)
         rendered: list[str] = []
         for position, a in enumerate(args):
             if position in implied or isinstance(a, ElemSize):
+                continue
+            if overrides is not None and position in overrides:
+                rendered.append(overrides[position])
                 continue
             if position in inplace:
                 if INPLACE_KERNELS.get(kernel) == "unary":
@@ -281,18 +328,78 @@ class _Renderer:
             elif inplace and INPLACE_KERNELS.get(kernel) == "binary" and position in operands:
                 text = f"ts::Operand::Slice({text})"
             rendered.append(text)
-        name = f"{kernel}_inplace" if inplace else kernel
-        call_text = f"ts::{name}({', '.join(rendered)});"
-        random = [i for i, a in enumerate(args) if isinstance(a, RandomBytes)]
-        if random:
-            call_text = self.random_pieces(call, name, rendered, args, random[0])
-        if region_of:
-            self.uses_arena = True
-            names = ", ".join(f"r{i}" for i in region_of.values())
-            ranges = ", ".join(f"({offset}, {size})" for offset, size in spans.items())
-            layer.code += ["{", f"    let [{names}] = ts::regions(arena, [{ranges}]);", f"    {call_text}", "}"]
-        else:
-            layer.code.append(call_text)
+        return rendered
+
+    def in_regions(self, spans: dict[int, int], statement: str) -> list[str]:
+        """`statement` in a block that first borrows the arena ranges `spans` as r0, r1, ..."""
+        if not spans:
+            return [statement]
+        self.uses_arena = True
+        names = ", ".join(f"r{i}" for i in range(len(spans)))
+        ranges = ", ".join(f"({offset}, {size})" for offset, size in spans.items())
+        return ["{", f"    let [{names}] = ts::regions(arena, [{ranges}]);", f"    {statement}", "}"]
+
+    def row_split_layer(self, call: KernelCall) -> RustLayer:
+        """A row-splittable call (multicore.row_splittable) as a band function, its geometry, and a
+        ts::split_rows call over `cores`."""
+        graph, index = self.graph, call.index
+        p_at, in_dims_at, in_at, out_dims_at, out_at = ROW_SPLIT[call.kernel]
+        node = graph.node(call.node)
+        x, y = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+        layer = RustLayer(index, call.node, call.op)
+        overrides = {
+            p_at: "&params",
+            in_dims_at: "&input_dims",
+            in_at: f"ts::view::<{RUST_TYPES[x.dtype]}>(input)",
+            out_dims_at: "&output_dims",
+            out_at: f"ts::view_mut::<{RUST_TYPES[y.dtype]}>(output)",
+        }
+        scratch_args = {i: "scratch" for i, a in enumerate(call.args) if isinstance(a, Scratch)}
+        overrides |= scratch_args
+        arguments = self.arguments(layer, call, {}, overrides=overrides)
+
+        def literal(position: int) -> str:
+            struct = call.args[position]
+            assert isinstance(struct, Struct)
+            return self.struct(layer, struct, f"L{index}_A{position}")
+
+        function = f"layer{index}_band"
+        layer.statics += [
+            f"/// Layer {index} on the rows `band` names (its input rows, halo included, and its output rows).",
+            f"fn {function}(band: &ts::RowBand, input: &[u8], output: &mut [u8], "
+            f"{'scratch' if scratch_args else '_scratch'}: &mut [u8]) {{",
+            f"    let mut params = {literal(p_at)};",
+            "    (params.pad.top, params.pad.bottom) = (band.pad_top, band.pad_bottom);",
+            f"    let mut input_dims = {literal(in_dims_at)};",
+            "    input_dims.h = band.in_rows;",
+            f"    let mut output_dims = {literal(out_dims_at)};",
+            "    output_dims.h = band.out_rows;",
+            f"    ts::{call.kernel}({', '.join(arguments)});",
+            "}",
+        ]
+        stride, extent, pad_top = window(graph, node)
+        scratch_span = self.scratch_span(call)
+        per_core_scratch = scratch_stride(graph, call.node) if scratch_span is not None else 0
+        geometry = {
+            "out_h": y.shape[1],
+            "in_h": x.shape[1],
+            "stride": stride,
+            "kernel_extent": extent,
+            "pad_top": pad_top,
+            "in_row_bytes": x.nbytes // x.shape[1],
+            "out_row_bytes": y.nbytes // y.shape[1],
+            "scratch_bytes": per_core_scratch,
+        }
+        fields = ", ".join(f"{k}: {v}" for k, v in geometry.items())
+        layer.statics.append(f"const {row_split_name(index)}: ts::RowSplit = ts::RowSplit {{ {fields} }};")
+
+        spans = self.regions(call)
+        region_of = {offset: i for i, offset in enumerate(spans)}
+        scratch = f"r{region_of[scratch_span[0]]}" if scratch_span is not None else "&mut []"
+        buffers = [self.byte_buffer(x.name, region_of, False), self.byte_buffer(y.name, region_of, True)]
+        split = ", ".join(["cores", f"&{row_split_name(index)}", *buffers, scratch, function])
+        statement = f"ts::split_rows::<MAX_CORES>({split});"
+        layer.code += ["// output rows split over cores", *self.in_regions(spans, statement)]
         return layer
 
     def random_pieces(self, call: KernelCall, name: str, rendered: list[str], args: list[Arg], at: int) -> str:
@@ -322,6 +429,13 @@ class _Renderer:
             return f"&mut {self.params[tensor]}[..]" if mutable else f"&{self.params[tensor]}[..]"
         region = f"r{region_of[s[0]]}"
         return f"ts::view_mut::<{dtype}>({region})" if mutable else f"ts::view::<{dtype}>({region})"
+
+    def byte_buffer(self, tensor: str, region_of: dict[int, int], mutable: bool) -> str:
+        """A tensor's bytes: its arena range, or the caller's array seen as bytes."""
+        s = self.span(tensor)
+        if s is not None:
+            return f"r{region_of[s[0]]}"
+        return f"ts::bytes_mut(&mut {self.params[tensor]}[..])" if mutable else f"ts::bytes(&{self.params[tensor]}[..])"
 
     def arg(
         self, layer: RustLayer, call: KernelCall, a: Arg, position: int, region_of: dict[int, int], output: str
@@ -409,10 +523,21 @@ def crate_name(prefix: str) -> str:
     return f"{name}-model"
 
 
-def emit_rust(graph: Graph, out_dir: Path, prefix: str = "model") -> list[Path]:
-    """Write the model crate and a copy of the runtime crate under out_dir; return the files written."""
+def emit_rust(graph: Graph, out_dir: Path, prefix: str = "model", max_cores: int = 1) -> list[Path]:
+    """Write the model crate and a copy of the runtime crate under out_dir; return the files written.
+
+    With `max_cores` > 1 the crate also has `Model::run_on(&cores, ...)`: its row-splittable layers
+    run on 1 to `max_cores` cores (see the module's docstring)."""
+    if max_cores > 1:
+        graph = plan_for_cores(graph, max_cores)  # a kernel scratch per core
     renderer = _Renderer(graph)
-    layers = [renderer.layer(call) for call in lower(graph)]
+    layers, row_splits = [], []
+    for call in lower(graph):
+        if max_cores > 1 and row_splittable(graph, call):
+            layers.append(renderer.row_split_layer(call))
+            row_splits.append(row_split_name(call.index))
+        else:
+            layers.append(renderer.layer(call))
     io = [
         {
             "name": renderer.params[t],
@@ -440,6 +565,8 @@ def emit_rust(graph: Graph, out_dir: Path, prefix: str = "model") -> list[Path]:
         "uses_random": renderer.uses_random,
         "noise_seed": noise_seed(graph),
         "comment": rust_comment,
+        "max_cores": max_cores,
+        "row_splits": row_splits,
     }
     model_dir = out_dir / crate
     env = _env()
@@ -513,13 +640,16 @@ def emit_ariel(
     period_s: int = 10,
     answer_bytes: int = 1024,
     seq_reserve: int = 128,
+    cores: int = 1,
 ) -> list[Path]:
     """Write the Ariel OS application (laze-project.yml, Cargo.toml, README.md, src/main.rs) for the
     device half `graph` into out_dir/<prefix>-ariel, beside the crates emit_rust writes into out_dir.
 
     The device half's outputs are the cut: int8 tensors with their quantization, sealed and sent to
     the server; it has one input. The application cannot be built here (Ariel OS is not on crates.io);
-    it follows Ariel OS's coap-client and storage examples."""
+    it follows Ariel OS's coap-client and storage examples. With `cores` > 1 the model runs on that
+    many cores (`Model::run_on`: the crate must come from emit_rust with at least that `max_cores`),
+    a worker thread pinned to each core but the inference thread's (as Ariel OS's threading-multicore)."""
     if len(graph.inputs) != 1:
         raise CompileError(f"the Ariel OS application runs a device half with one input, not {len(graph.inputs)}")
     cut = []
@@ -548,6 +678,7 @@ def emit_ariel(
         "uses_random": any(n.op == "noise" for n in graph.nodes()),
         "message_bytes": sum(int(t["size"]) for t in cut) + 64 * len(cut) + 256,  # CBOR, COSE and tag overhead
         "answer_bytes": answer_bytes,
+        "cores": cores,
     }
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(resources.files("tinysplit.templates") / "ariel")),

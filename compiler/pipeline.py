@@ -43,7 +43,7 @@ class CompileOptions:
     calibration: Path | None = None
     calibration_method: str = "minmax"
     emit_deps: Path | None = None  # write a Makefile-format dependency file of the compile here
-    cores: int = 1  # > 1: conv/pool output rows split over cores (C: <prefix>_run_worker)
+    cores: int = 1  # > 1: conv/pool output rows split over cores (C: <prefix>_run_worker, Rust: Model::run_on)
     tile_memory: bool = False  # patch-based execution of the first layers, to cut peak RAM
     patches: int = 4
     langs: tuple[str, ...] = ("c",)  # device code to emit: c, rust
@@ -103,9 +103,7 @@ def compile_model(model: str | Path, out_dir: Path, options: CompileOptions) -> 
         elif "c" in options.langs:
             emit_c(graph, tmp / "c", options.prefix)
         if "rust" in options.langs:
-            if options.cores > 1:
-                raise CompileError("--cores > 1: the Rust backend runs on one core for now")
-            emit_rust(graph, tmp / "rust", options.prefix)
+            emit_rust(graph, tmp / "rust", options.prefix, max_cores=options.cores)
         write_report(report, tmp)
         if split is not None:
             write_split_report(report["split"], tmp)

@@ -19,7 +19,6 @@ every version).
 from __future__ import annotations
 
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -40,6 +39,8 @@ from tinysplit.compiler import reference
 from tinysplit.compiler.bench import random_inputs
 from tinysplit.compiler.errors import CompileError
 from tinysplit.compiler.harness import IOSpec, run_host
+from tinysplit.compiler.harness_rust import cargo_env
+from tinysplit.compiler.harness_rust import cargo_target_dir as target_dir
 from tinysplit.compiler.ir import Graph, Node, Quant, Tensor
 from tinysplit.compiler.pipeline import CompileOptions, build_graph
 from tinysplit.passes.memory_plan import plan_memory
@@ -71,20 +72,11 @@ needs_cargo = pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is
 # ------------------------------------------------------------------------------------------- cargo
 
 
-def cargo_env() -> dict[str, str]:
-    target = Path(tempfile.gettempdir()) / "tinysplit-cargo-target"
-    return {**os.environ, "CARGO_TARGET_DIR": str(target), "CARGO_TERM_COLOR": "never"}
-
-
 def cargo(args: Sequence[str], manifest: Path, timeout: float = 600) -> str:
     cmd = ["cargo", *args[:1], "--manifest-path", str(manifest), *args[1:]]
     proc = subprocess.run(cmd, env=cargo_env(), capture_output=True, text=True, timeout=timeout, check=False)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
     return proc.stdout + proc.stderr
-
-
-def target_dir() -> Path:
-    return Path(cargo_env()["CARGO_TARGET_DIR"])
 
 
 def run_rust(graph: Graph, inputs: list[np.ndarray], workdir: Path, prefix: str) -> list[np.ndarray]:

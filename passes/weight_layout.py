@@ -1,0 +1,103 @@
+"""Weight layout: int8 conv and fully connected weights stored as int16, in the order SMLAD reads them.
+
+On a core with the Armv7E-M DSP extension every int8 weight word costs two sign extensions
+(SXTB16) before its SMLADs. Stored pre-widened as int16, the inner loops lose them: conv goes from
+13 to 11 instructions per 16 MACs, fully connected from 21 to 11, at the price of twice the flash of
+those weights. The numbers computed are the same; only the storage changes.
+
+`choose_weight_layout` marks the nodes whose weights are stored widened (attribute `simd_weights`);
+backends/lower.py emits them with `smlad_weights`. Policy:
+  - "int8": never;
+  - "int16": every eligible layer;
+  - "auto": every eligible layer when the target has the DSP extension and the widened weights still
+    fit its flash budget (flash minus the firmware reserve and the runtime code); otherwise none.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinysplit.compiler.errors import CompileError
+from tinysplit.compiler.ir import Graph, Node, Tensor
+from tinysplit.compiler.targets import Target
+
+WEIGHT_LAYOUTS = ("auto", "int8", "int16")
+ATTR = "simd_weights"
+_GROUP_ORDER = np.array([0, 2, 1, 3])  # SXTB16 pairs bytes (0, 2) and (1, 3): the column's order
+FC_ROW_BLOCK = 4  # fully connected rows are interleaved in blocks of 4 (one LDM per 2 rows and group)
+
+
+def eligible(graph: Graph, node: Node) -> bool:
+    """int8 conv (not depthwise: its weights are widened per call, in scratch) and fully connected."""
+    if node.op not in ("conv2d", "fully_connected") or len(node.inputs) < 2:
+        return False
+    x, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
+    if x.dtype != "int8" or w.dtype != "int8" or w.data is None:
+        return False
+    if node.op == "conv2d":
+        groups = int(node.attrs.get("groups", 1))
+        return not (groups > 1 and groups == x.shape[3] and w.shape[3] == 1)
+    return True
+
+
+def smlad_weights(op: str, w: np.ndarray) -> np.ndarray:
+    """The int16 weight array the *_s8_wide kernels read (runtime_c/src/mat_mult_s8.h).
+
+    conv2d, w = [Cout, KH, KW, Cin/g]: each row of K = KH*KW*Cin/g weights padded with zeros to Kp, a
+    multiple of 4, each group of 4 in the order 0, 2, 1, 3. fully_connected, w = [units, depth]: rows
+    padded to a multiple of 4 as above and with zero rows to a multiple of FC_ROW_BLOCK; then for each
+    block of 4 rows and each group, the 4 rows' groups one after the other."""
+    rows = w.reshape(w.shape[0], -1).astype(np.int16)
+    k = rows.shape[1]
+    kp = (k + 3) & ~3
+    padded = np.zeros((rows.shape[0], kp), np.int16)
+    padded[:, :k] = rows
+    grouped = padded.reshape(rows.shape[0], kp // 4, 4)[:, :, _GROUP_ORDER]
+    if op == "conv2d":
+        return grouped.reshape(-1)
+    units = -(-rows.shape[0] // FC_ROW_BLOCK) * FC_ROW_BLOCK
+    blocks = np.zeros((units, kp // 4, 4), np.int16)
+    blocks[: rows.shape[0]] = grouped
+    return blocks.reshape(units // FC_ROW_BLOCK, FC_ROW_BLOCK, kp // 4, 4).transpose(0, 2, 1, 3).reshape(-1)
+
+
+def _widened_bytes(op: str, w: Tensor) -> int:
+    rows, k = w.shape[0], int(np.prod(w.shape[1:]))
+    if op == "fully_connected":
+        rows = -(-rows // FC_ROW_BLOCK) * FC_ROW_BLOCK
+    return 2 * rows * ((k + 3) & ~3)
+
+
+def stored_weight_bytes(graph: Graph) -> int:
+    """Flash the constants take as the backends store them."""
+    widened = {
+        n.inputs[1]: _widened_bytes(n.op, graph.tensors[n.inputs[1]]) for n in graph.nodes() if n.attrs.get(ATTR)
+    }
+    return sum(widened.get(t.name, t.nbytes) for t in graph.constants())
+
+
+def choose_weight_layout(graph: Graph, target: Target, layout: str = "auto") -> Graph:
+    """The graph with `simd_weights` set on the layers whose weights are stored widened."""
+    if layout not in WEIGHT_LAYOUTS:
+        raise CompileError(f"weight layout {layout!r}: use one of {', '.join(WEIGHT_LAYOUTS)}")
+    nodes = [n.name for n in graph.nodes() if eligible(graph, n)]
+    if layout == "int8" or not nodes or (layout == "auto" and not target.dsp):
+        return graph
+    result = graph.copy()
+    for name in nodes:
+        result.node(name).attrs[ATTR] = True
+    cost = target.cost
+    budget = target.flash_bytes - cost.reserved_flash_bytes - cost.code_flash_bytes
+    if layout == "auto" and stored_weight_bytes(result) > budget:
+        return graph
+    return result
+
+
+def int8_weights(graph: Graph) -> Graph:
+    """The graph with every weight stored as int8: for backends without an SMLAD path (Rust)."""
+    if not any(n.attrs.get(ATTR) for n in graph.nodes()):
+        return graph
+    result = graph.copy()
+    for node in result.nodes():
+        node.attrs.pop(ATTR, None)
+    return result
