@@ -1,12 +1,16 @@
-"""Multi-core C on the host: ResNet-8 and DS-CNN (int8, ../shared/models) on 1 and 2 threads.
+"""Multi-core C and Rust on the host: ResNet-8 and DS-CNN (int8, ../shared/models) on 1 and 2 threads.
 
-    .venv/bin/python bench/tiling_speedup.py [--rounds 15] [--iterations 100] [--threads 2]
+    .venv/bin/python bench/tiling_speedup.py [--rounds 15] [--iterations 100] [--threads 2] [--lang c,rust]
 
-Each model is compiled for target host and emitted by backends/c_multicore.py, built once with the
-POSIX-threads harness (compiler/harness_threads.py), checked bit for bit against the reference on
-1..4 threads, then timed in `--rounds` rounds, each running 1 and N threads alternately (a noisy
-neighbour hits both alike). Printed: median and best time per inference, their ratios (speedup),
-and the speedup compiler/tiling_report.py predicts from MACs. Absent models are skipped.
+Each model is compiled for target host and emitted for 4 cores by backends/c_multicore.py (built
+once with the POSIX-threads harness, compiler/harness_threads.py) and by backends/rust.py
+(its crate's host runner, `cargo build --release`, threads from ts::ThreadPool; compiler/
+harness_rust.py). Both are checked bit for bit against the reference on 1..4 threads, then timed in
+`--rounds` rounds, each running every program on 1 and N threads, in an order that rotates from
+round to round (a noisy neighbour hits all alike). Printed per language: median and best time per
+inference, their ratios (speedup), and the speedup compiler/tiling_report.py predicts from MACs;
+with the load average before and after, since a busy machine shrinks every speedup. Absent models
+are skipped.
 """
 
 from __future__ import annotations
@@ -15,14 +19,16 @@ import argparse
 import os
 import statistics
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from tinysplit.backends.c import CTYPES
 from tinysplit.backends.c_multicore import emit_c_multicore
+from tinysplit.backends.rust import crate_name, emit_rust
 from tinysplit.compiler import reference
-from tinysplit.compiler.harness import IOSpec
+from tinysplit.compiler.bench import io_specs
+from tinysplit.compiler.harness_rust import build_rust_host, run_rust_host
 from tinysplit.compiler.harness_threads import build_host_threads, run_threads
 from tinysplit.compiler.ir import Graph
 from tinysplit.compiler.pipeline import CompileOptions, build_graph
@@ -31,10 +37,24 @@ from tinysplit.compiler.tiling_report import core_plan
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "models"
 MODELS = ["resnet8_cifar10_int8.onnx", "dscnn_kws_int8.onnx"]
+MAX_THREADS = 4
+
+# (threads, iterations) -> (outputs of the last inference, seconds per inference)
+Program = Callable[[int, int], tuple[list[np.ndarray], float]]
 
 
-def specs(graph: Graph, names: list[str]) -> list[IOSpec]:
-    return [IOSpec(n, CTYPES[graph.tensors[n].dtype], graph.tensors[n].size) for n in names]
+def c_program(graph: Graph, x: np.ndarray, work: Path) -> Program:
+    ins, outs = io_specs(graph, graph.inputs), io_specs(graph, graph.outputs)
+    emit_c_multicore(graph, work / "c", max_cores=MAX_THREADS)
+    app = build_host_threads(work / "c", ins, outs, work / "c-build")
+    return lambda threads, iterations: run_threads(app, [x], ins, outs, threads, iterations)
+
+
+def rust_program(graph: Graph, x: np.ndarray, work: Path) -> Program:
+    ins, outs = io_specs(graph, graph.inputs), io_specs(graph, graph.outputs)
+    emit_rust(graph, work / "rust", max_cores=MAX_THREADS)
+    app = build_rust_host(work / "rust" / crate_name("model"), work / "rust-build")
+    return lambda threads, iterations: run_rust_host(app, [x], ins, outs, threads, iterations)
 
 
 def main() -> None:
@@ -42,34 +62,39 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--lang", default="c,rust", help="comma-separated: c, rust")
     args = parser.parse_args()
-    print(f"host CPUs: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}")
+    langs = [lang for lang in ("c", "rust") if lang in args.lang.split(",")]
+    print(f"host CPUs: {os.cpu_count()}, load average (1, 5, 15 min): {os.getloadavg()}")
     for name in MODELS:
         if not (SHARED / name).exists():
             print(f"{name}: skipped, not in {SHARED}")
             continue
         graph, _ = build_graph(SHARED / name, CompileOptions(target="host"))
-        ins, outs = specs(graph, graph.inputs), specs(graph, graph.outputs)
         x = np.random.default_rng(0).integers(-128, 128, size=graph.tensors[graph.inputs[0]].shape, dtype=np.int8)
         want = reference.run(graph, {graph.inputs[0]: x})[graph.outputs[0]].reshape(-1)
         with tempfile.TemporaryDirectory() as tmp:
-            emit_c_multicore(graph, Path(tmp) / "c")
-            app = build_host_threads(Path(tmp) / "c", ins, outs, Path(tmp) / "build")
-            for n in range(1, 5):
-                got = run_threads(app, [x], ins, outs, n)[0][0]
-                assert np.array_equal(got, want), f"{name}: {n} threads differ from the reference"
-            times: dict[int, list[float]] = {1: [], args.threads: []}
-            for _ in range(args.rounds):
-                for n in times:
-                    times[n].append(run_threads(app, [x], ins, outs, n, args.iterations)[1])
-        one, many = times[1], times[args.threads]
+            makers = {"c": c_program, "rust": rust_program}
+            programs = {lang: makers[lang](graph, x, Path(tmp)) for lang in langs}
+            for lang, program in programs.items():
+                for n in range(1, MAX_THREADS + 1):
+                    got = program(n, 1)[0][0]
+                    assert np.array_equal(got, want), f"{name} ({lang}): {n} threads differ from the reference"
+            runs = [(lang, n) for lang in programs for n in (1, args.threads)]
+            times: dict[tuple[str, int], list[float]] = {run: [] for run in runs}
+            for r in range(args.rounds):
+                for lang, n in runs[r % len(runs) :] + runs[: r % len(runs)]:
+                    times[lang, n].append(programs[lang](n, args.iterations)[1])
         predicted = core_plan(graph, args.threads)[1]
-        print(
-            f"{name}: 1 thread {1e6 * statistics.median(one):.0f} us (best {1e6 * min(one):.0f}), "
-            f"{args.threads} threads {1e6 * statistics.median(many):.0f} us (best {1e6 * min(many):.0f}); "
-            f"speedup median {statistics.median(one) / statistics.median(many):.2f}x, "
-            f"best {min(one) / min(many):.2f}x, predicted {predicted:.2f}x"
-        )
+        for lang in programs:
+            one, many = times[lang, 1], times[lang, args.threads]
+            print(
+                f"{name} ({lang}): 1 thread {1e6 * statistics.median(one):.0f} us (best {1e6 * min(one):.0f}), "
+                f"{args.threads} threads {1e6 * statistics.median(many):.0f} us (best {1e6 * min(many):.0f}); "
+                f"speedup median {statistics.median(one) / statistics.median(many):.2f}x, "
+                f"best {min(one) / min(many):.2f}x, predicted {predicted:.2f}x"
+            )
+        print(f"load average (1, 5, 15 min) after {name}: {os.getloadavg()}")
 
 
 if __name__ == "__main__":
