@@ -36,7 +36,7 @@ from tinysplit.backends.riot import emit_riot_module_files
 from tinysplit.compiler.ir import Graph
 from tinysplit.passes.memory_plan import MemoryPlan
 
-CTYPES = {"int8": "int8_t", "float32": "float", "int32": "int32_t", "uint32": "uint32_t"}
+CTYPES = {"int8": "int8_t", "int16": "int16_t", "float32": "float", "int32": "int32_t", "uint32": "uint32_t"}
 RANDOM_CHUNK = 64  # elements per ts_platform_random fill: a noise layer takes 256 B of stack, not 4 B/element
 
 

@@ -75,6 +75,7 @@ from tinysplit.compiler.errors import CompileError
 from tinysplit.compiler.ir import Graph
 from tinysplit.passes.memory_plan import MemoryPlan
 from tinysplit.passes.tiling import window
+from tinysplit.passes.weight_layout import int8_weights
 
 RUST_TYPES = {"int8": "i8", "float32": "f32", "int32": "i32", "uint8": "u8", "uint32": "u32"}
 RUNTIME_CRATE = "tinysplit-rt"
@@ -528,6 +529,7 @@ def emit_rust(graph: Graph, out_dir: Path, prefix: str = "model", max_cores: int
 
     With `max_cores` > 1 the crate also has `Model::run_on(&cores, ...)`: its row-splittable layers
     run on 1 to `max_cores` cores (see the module's docstring)."""
+    graph = int8_weights(graph)  # no SMLAD on stable Rust: pre-widened weights would only cost flash
     if max_cores > 1:
         graph = plan_for_cores(graph, max_cores)  # a kernel scratch per core
     renderer = _Renderer(graph)

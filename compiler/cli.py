@@ -85,6 +85,14 @@ def compile(
         Path | None, typer.Option(help="Calibration data for --quantize: .npy, .npz or a folder of images.")
     ] = None,
     calibration_method: Annotated[str, typer.Option(help="minmax, percentile or entropy.")] = "minmax",
+    weights: Annotated[
+        str,
+        typer.Option(
+            help="How int8 conv / fully connected weights are stored: int8, int16 (pre-widened for the DSP "
+            "extension's SMLAD: fewer instructions per MAC, twice their flash) or auto (int16 on DSP targets "
+            "when it fits the flash budget)."
+        ),
+    ] = "auto",
     emit_deps: Annotated[
         Path | None, typer.Option(help="Write a Makefile-format dependency file of the outputs on their inputs.")
     ] = None,
@@ -132,6 +140,7 @@ def compile(
     """Compile MODEL into device code and a report in OUT."""
     from tinysplit.compiler.pipeline import CompileOptions, compile_model
     from tinysplit.passes.noise import AutoNoise, parse_noise
+    from tinysplit.passes.weight_layout import WEIGHT_LAYOUTS
 
     if not prefix.isidentifier():
         raise CompileError(f"--prefix {prefix!r} is not a C identifier")
@@ -144,6 +153,9 @@ def compile(
     options = CompileOptions(target, parse_input_shapes(input_shape), prefix)
     options.quantize, options.calibration, options.calibration_method = quantize, calibration, calibration_method
     options.emit_deps = emit_deps
+    if weights not in WEIGHT_LAYOUTS:
+        raise CompileError(f"--weights {weights!r}: use {', '.join(WEIGHT_LAYOUTS)}")
+    options.weights = weights
     if tile_memory not in ("off", "auto"):
         raise CompileError(f"--tile-memory {tile_memory!r}: use off or auto")
     options.cores, options.tile_memory = cores, tile_memory == "auto"

@@ -32,6 +32,7 @@ from tinysplit.passes.noise import NoiseSpec, parse_noise
 from tinysplit.passes.quantize import quantize_for_compile
 from tinysplit.passes.split_search import plan_split
 from tinysplit.passes.tiling import patch_schedule
+from tinysplit.passes.weight_layout import choose_weight_layout
 
 
 @dataclass
@@ -42,6 +43,7 @@ class CompileOptions:
     quantize: str | None = None  # "int8": post-training quantization of a float model
     calibration: Path | None = None
     calibration_method: str = "minmax"
+    weights: str = "auto"  # int8 conv / fully connected weights stored as: auto | int8 | int16 (passes.weight_layout)
     emit_deps: Path | None = None  # write a Makefile-format dependency file of the compile here
     cores: int = 1  # > 1: conv/pool output rows split over cores (C: <prefix>_run_worker, Rust: Model::run_on)
     tile_memory: bool = False  # patch-based execution of the first layers, to cut peak RAM
@@ -65,6 +67,7 @@ def build_graph(model: str | Path | onnx.ModelProto, options: CompileOptions) ->
     if options.quantize == "int8":
         assert options.calibration is not None
         graph = quantize_for_compile(graph, options.calibration, options.calibration_method)
+    graph = choose_weight_layout(graph, target, options.weights)
     graph = plan_memory(graph, scratch_bytes)
     return graph, target
 

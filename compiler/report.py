@@ -10,6 +10,8 @@ from tinysplit.compiler.ir import Graph
 from tinysplit.compiler.stats import graph_stats, totals
 from tinysplit.compiler.targets import Target
 from tinysplit.passes.memory_plan import MemoryPlan
+from tinysplit.passes.weight_layout import ATTR as SIMD_WEIGHTS
+from tinysplit.passes.weight_layout import stored_weight_bytes
 
 
 def make_report(graph: Graph, target: Target, source: str) -> dict[str, Any]:
@@ -17,7 +19,8 @@ def make_report(graph: Graph, target: Target, source: str) -> dict[str, Any]:
     assert isinstance(plan, MemoryPlan)
     layers = graph_stats(graph)
     total = totals(layers)
-    weights = sum(t.nbytes for t in graph.constants())
+    weights = stored_weight_bytes(graph)
+    widened = [n.name for n in graph.nodes() if n.attrs.get(SIMD_WEIGHTS)]
     ram_needed = plan.arena_bytes + plan.io_bytes
     return {
         "source": source,
@@ -30,6 +33,8 @@ def make_report(graph: Graph, target: Target, source: str) -> dict[str, Any]:
             "arena_over_lower_bound": round(plan.arena_bytes / max(plan.lower_bound_bytes, 1), 4),
             "io_bytes": plan.io_bytes,
             "weight_bytes": weights,
+            "int8_weight_bytes": sum(t.nbytes for t in graph.constants()),
+            "widened_weight_layers": len(widened),
         },
         "fits": {
             "ram": ram_needed <= target.ram_bytes,
@@ -70,6 +75,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"({'fits' if fits['ram'] else 'DOES NOT FIT'}); weights {mem['weight_bytes']:,} of "
         f"{fits['flash_available_bytes']:,} flash ({'fits' if fits['flash'] else 'DOES NOT FIT'}).",
         "",
+        *_weight_layout_lines(mem),
         f"## Layers ({total['layers']}, {total['macs']:,} MACs, {total['param_bytes']:,} parameter bytes)",
         "",
         "| # | op | dtype | output | MACs | params B | out B |",
@@ -82,3 +88,14 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{layer['param_bytes']:,} | {layer['output_bytes']:,} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _weight_layout_lines(mem: dict[str, Any]) -> list[str]:
+    if not mem["widened_weight_layers"]:
+        return []
+    return [
+        f"Weights of {mem['widened_weight_layers']} conv / fully connected layers are stored pre-widened to int16 "
+        f"for SMLAD (passes/weight_layout.py): {mem['weight_bytes'] - mem['int8_weight_bytes']:,} bytes of flash "
+        "more than int8, for fewer instructions per MAC; `--weights int8` keeps them int8.",
+        "",
+    ]

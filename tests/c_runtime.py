@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tinysplit.passes.weight_layout import smlad_weights
+
 ROOT = Path(__file__).resolve().parent.parent
 SRC_DIR = ROOT / "runtime_c" / "src"
 INCLUDE_DIR = ROOT / "runtime_c" / "include"
@@ -183,6 +185,10 @@ SIGNATURES: dict[str, tuple[type | None, list[type]]] = {
     "ts_depthwise_conv_s8": (None, [P, P, P, P, P, P, P, P, P, P]),
     "ts_fully_connected_s8_get_buffer_size": (I32, [P, I32, I32]),
     "ts_fully_connected_s8": (None, [P, P, I32, I32, I32, P, P, P, P, P]),
+    "ts_conv_s8_wide_get_buffer_size": (I32, [P, P, P, P]),
+    "ts_conv_s8_wide": (None, [P, P, P, P, P, P, P, P, P, P]),
+    "ts_fully_connected_s8_wide_get_buffer_size": (I32, [P, I32, I32]),
+    "ts_fully_connected_s8_wide": (None, [P, P, I32, I32, I32, P, P, P, P, P]),
     "ts_add_s8": (None, [P, P, P, P, P, P, P]),
     "ts_mul_s8": (None, [P, P, P, P, P, P, P]),
     "ts_lookup_s8": (None, [P, I32, P, P]),
@@ -349,17 +355,19 @@ class CRuntime:
         out_shape: Sequence[int],
         *,
         depthwise: bool = False,
+        wide: bool = False,
     ) -> np.ndarray:
-        """x NHWC; w [Cout,KH,KW,Cin/groups] (conv) or [KH,KW,Cout] (depthwise)."""
+        """x NHWC; w [Cout,KH,KW,Cin/groups] (conv) or [KH,KW,Cout] (depthwise). `wide`: ts_conv_s8_wide,
+        given w pre-widened (passes.weight_layout.smlad_weights)."""
         xc, bc = _c(x, np.int8), _c(bias, np.int32)
-        wc = _c(w, np.int8)
+        wc = _c(smlad_weights("conv2d", w), np.int16) if wide else _c(w, np.int8)
         assert xc is not None and wc is not None
         mult, sh = _c(multiplier, np.int32), _c(shift, np.int32)
         assert mult is not None and sh is not None
         quant = ChannelQuant(mult.ctypes.data_as(POINTER(c_int32)), sh.ctypes.data_as(POINTER(c_int32)))
         in_dims, out_dims = _dims(xc.shape), _dims(out_shape)
-        f_dims = Dims(1, *wc.shape) if depthwise else _dims(wc.shape)
-        prefix = "ts_depthwise_conv_s8" if depthwise else "ts_conv_s8"
+        f_dims = Dims(1, *w.shape) if depthwise else _dims(w.shape)
+        prefix = "ts_depthwise_conv_s8" if depthwise else "ts_conv_s8_wide" if wide else "ts_conv_s8"
         refs = [ctypes.byref(v) for v in (params, in_dims, f_dims, out_dims)]
         size = getattr(self.lib, f"{prefix}_get_buffer_size")(*refs)
         scratch = _Guarded(size) if size > 0 else None
@@ -393,18 +401,23 @@ class CRuntime:
         multiplier: np.ndarray,
         shift: np.ndarray,
         params: FcParams,
+        *,
+        wide: bool = False,
     ) -> np.ndarray:
-        xc, wc, bc = _c(x, np.int8), _c(w, np.int8), _c(bias, np.int32)
+        """`wide`: ts_fully_connected_s8_wide, given w pre-widened (passes.weight_layout.smlad_weights)."""
+        xc, bc = _c(x, np.int8), _c(bias, np.int32)
+        wc = _c(smlad_weights("fully_connected", w), np.int16) if wide else _c(w, np.int8)
         assert xc is not None and wc is not None
         mult, sh = _c(multiplier, np.int32), _c(shift, np.int32)
         assert mult is not None and sh is not None
         quant = ChannelQuant(mult.ctypes.data_as(POINTER(c_int32)), sh.ctypes.data_as(POINTER(c_int32)))
         batches, depth = xc.shape
-        units = wc.shape[0]
-        size = self.lib.ts_fully_connected_s8_get_buffer_size(ctypes.byref(params), depth, units)
+        units = w.shape[0]
+        prefix = "ts_fully_connected_s8_wide" if wide else "ts_fully_connected_s8"
+        size = getattr(self.lib, f"{prefix}_get_buffer_size")(ctypes.byref(params), depth, units)
         scratch = _Guarded(size) if size > 0 else None
         out = _out(np.int8, (batches, units))
-        self.lib.ts_fully_connected_s8(
+        getattr(self.lib, prefix)(
             ctypes.byref(params),
             ctypes.byref(quant),
             batches,
@@ -416,9 +429,9 @@ class CRuntime:
             out.ptr,
             scratch.ptr if scratch is not None else None,
         )
-        out.check("ts_fully_connected_s8")
+        out.check(prefix)
         if scratch is not None:
-            scratch.check("ts_fully_connected_s8 scratch")
+            scratch.check(f"{prefix} scratch")
         return out.view(np.int8, (batches, units))
 
     # -- elementwise ----------------------------------------------------------------------------

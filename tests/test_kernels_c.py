@@ -27,6 +27,7 @@ from tinysplit.backends.lower import scratch_bytes
 from tinysplit.compiler import quant as Q
 from tinysplit.compiler import reference
 from tinysplit.compiler.ir import Graph, Node, Quant, Tensor
+from tinysplit.passes.weight_layout import smlad_weights
 
 INF = math.inf
 Act = tuple[float, float] | None  # fused activation in real units, None = none
@@ -210,6 +211,8 @@ def test_conv_s8(case: ConvCase, runtimes: list[crt.CRuntime]) -> None:
     for rt in runtimes:
         got = rt.conv_s8(q.x, q.w, q.bias, q.multiplier, q.shift, q.params, case.out_shape())
         assert_same(got, want, f"ts_conv_s8 [{rt.variant}]")
+        got = rt.conv_s8(q.x, q.w, q.bias, q.multiplier, q.shift, q.params, case.out_shape(), wide=True)
+        assert_same(got, want, f"ts_conv_s8_wide [{rt.variant}]")
 
 
 DW_CASES = [  # x, multiplier, kernel, strides, dilations, pads
@@ -267,6 +270,8 @@ def test_fully_connected_s8(shape: tuple[int, int, int], bias: bool, runtimes: l
     for rt in runtimes:
         got = rt.fully_connected_s8(x, w, b, rq.multipliers, rq.shifts, params)
         assert_same(got, want, f"ts_fully_connected_s8 [{rt.variant}]")
+        got = rt.fully_connected_s8(x, w, b, rq.multipliers, rq.shifts, params, wide=True)
+        assert_same(got, want, f"ts_fully_connected_s8_wide [{rt.variant}]")
 
 
 @dataclass
@@ -774,7 +779,9 @@ class DeviceLayer:
 def c_array(ctype: str, name: str, a: np.ndarray) -> str:
     flat = np.asarray(a).reshape(-1)
     lines = [", ".join(str(int(v)) for v in flat[i : i + 24]) for i in range(0, len(flat), 24)]
-    return f"static const {ctype} {name}[{max(flat.size, 1)}] = {{\n    " + ",\n    ".join(lines or ["0"]) + "\n};"
+    aligned = " __attribute__((aligned(4)))"  # the *_wide kernels load int16 weights by words (LDRD, LDM)
+    body = ",\n    ".join(lines or ["0"])
+    return f"static const {ctype} {name}[{max(flat.size, 1)}]{aligned} = {{\n    {body}\n}};"
 
 
 def c_dims(name: str, shape: Sequence[int]) -> str:
@@ -782,10 +789,16 @@ def c_dims(name: str, shape: Sequence[int]) -> str:
 
 
 def conv_device_layer(
-    i: int, case: ConvCase, depthwise: bool, q: QConv | None = None, want: np.ndarray | None = None
+    i: int,
+    case: ConvCase,
+    depthwise: bool,
+    q: QConv | None = None,
+    want: np.ndarray | None = None,
+    *,
+    wide: bool = False,
 ) -> DeviceLayer:
     """One conv (or depthwise conv) call: the case's random operands and reference output, or q
-    and want when given."""
+    and want when given; `wide`: ts_conv_s8_wide with the weights pre-widened."""
     if depthwise:
         case = ConvCase(**{**case.__dict__, "groups": case.x[3]})
     if q is None:
@@ -796,7 +809,7 @@ def conv_device_layer(
     w = q.w[..., 0].transpose(1, 2, 0) if depthwise else q.w
     fdims = (1, *w.shape) if depthwise else w.shape
     decls = [
-        c_array("int8_t", f"{pre}_w", w),
+        c_array("int16_t", f"{pre}_w", smlad_weights("conv2d", w)) if wide else c_array("int8_t", f"{pre}_w", w),
         c_array("int32_t", f"{pre}_m", q.multiplier),
         c_array("int32_t", f"{pre}_s", q.shift),
         f"static const ts_conv_params {pre}_p = {{{p.input_offset}, {p.output_offset}, {{{p.stride.h}, "
@@ -811,15 +824,15 @@ def conv_device_layer(
     if q.bias is not None:
         decls.append(c_array("int32_t", f"{pre}_b", q.bias))
         bias = f"{pre}_b"
-    fn = "ts_depthwise_conv_s8" if depthwise else "ts_conv_s8"
+    fn = "ts_depthwise_conv_s8" if depthwise else "ts_conv_s8_wide" if wide else "ts_conv_s8"
     call = f"{fn}(&{pre}_p, &{pre}_q, &{pre}_xd, X, &{pre}_fd, {pre}_w, {bias}, &{pre}_yd, Y, ts_scratch);"
     kdepth = case.k[0] * case.k[1] * (case.x[3] // case.groups)
     macs = int(np.prod(case.out_shape())) * kdepth
-    scratch = scratch_bytes(q.graph, q.graph.node("n0")) if depthwise else 8 * kdepth + (kdepth + 3) // 4 * 4
+    scratch = scratch_bytes(q.graph, q.graph.node("n0"))
     return DeviceLayer(f"{fn}:{case.id}", decls, call, q.x, want, macs, scratch)
 
 
-def fc_device_layer(i: int, shape: tuple[int, int, int]) -> DeviceLayer:
+def fc_device_layer(i: int, shape: tuple[int, int, int], *, wide: bool = False) -> DeviceLayer:
     batches, depth, units = shape
     r = rng("fc device", shape)
     sx, zx = float(r.uniform(0.01, 0.05)), int(r.integers(-128, 128))
@@ -841,10 +854,12 @@ def fc_device_layer(i: int, shape: tuple[int, int, int]) -> DeviceLayer:
         f"static const ts_fc_params {pre}_p = {{{-zx}, {zy}, -128, 127}};",
         f"static const ts_channel_quant {pre}_q = {{{pre}_m, {pre}_s}};",
     ]
-    call = (
-        f"ts_fully_connected_s8(&{pre}_p, &{pre}_q, {batches}, {depth}, {units}, X, {pre}_w, {pre}_b, Y, ts_scratch);"
-    )
-    return DeviceLayer(f"fc:{'x'.join(map(str, shape))}", decls, call, x, want, batches * depth * units, 2 * depth)
+    fn = "ts_fully_connected_s8_wide" if wide else "ts_fully_connected_s8"
+    if wide:
+        decls[0] = c_array("int16_t", f"{pre}_w", smlad_weights("fully_connected", w))
+    call = f"{fn}(&{pre}_p, &{pre}_q, {batches}, {depth}, {units}, X, {pre}_w, {pre}_b, Y, ts_scratch);"
+    name = f"{'fc_wide' if wide else 'fc'}:{'x'.join(map(str, shape))}"
+    return DeviceLayer(name, decls, call, x, want, batches * depth * units, 2 * ((depth + 3) & ~3))
 
 
 def requant_device_layer(i: int) -> DeviceLayer:
@@ -958,10 +973,13 @@ PERF_CONV = [
 PERF_DW = [ConvCase("perf_dw_3x3_c64", (1, 16, 16, 64), 64, (3, 3), pads=(1, 1, 1, 1))]
 PERF_FC = [(1, 256, 64)]
 PERF_BOUNDS = {  # emulated instructions per MAC, whole kernel call (im2col and requantization included)
-    "ts_conv_s8:perf_3x3_16to32": 1.7,
-    "ts_conv_s8:perf_1x1_32to64": 2.4,
+    "ts_conv_s8:perf_3x3_16to32": 1.24,
+    "ts_conv_s8:perf_1x1_32to64": 1.62,
     "ts_depthwise_conv_s8:perf_dw_3x3_c64": 7.2,
-    "fc:1x256x64": 2.0,
+    "fc:1x256x64": 1.9,
+    "ts_conv_s8_wide:perf_3x3_16to32": 1.1,
+    "ts_conv_s8_wide:perf_1x1_32to64": 1.52,
+    "fc_wide:1x256x64": 1.14,
 }
 
 
@@ -1026,10 +1044,12 @@ def test_int8_kernels_on_cortex_m4(tmp_path: Path) -> None:
     layers: list[DeviceLayer] = []
     for case in [*CONV_CASES, *PERF_CONV]:
         layers.append(conv_device_layer(len(layers), case, depthwise=False))
+        layers.append(conv_device_layer(len(layers), case, depthwise=False, wide=True))
     for case in [*DW_CASES, *PERF_DW]:
         layers.append(conv_device_layer(len(layers), case, depthwise=True))
     for shape in [*FC_CASES, *PERF_FC]:
         layers.append(fc_device_layer(len(layers), shape))
+        layers.append(fc_device_layer(len(layers), shape, wide=True))
     layers.append(requant_device_layer(len(layers)))
     for op in ("add", "mul"):
         layers.append(elementwise_device_layer(len(layers), op))

@@ -30,74 +30,6 @@ int32_t ts_conv_s8_get_buffer_size(const ts_conv_params *params, const ts_dims *
 
 #if TS_HAVE_DSP
 
-/* n bytes from src to dst, a word at a time (Armv7E-M loads and stores words at any address) */
-static inline void copy_bytes(int8_t *dst, const int8_t *src, int32_t n)
-{
-    for (; n >= 4; n -= 4, src += 4, dst += 4) {
-        ts_store32(dst, ts_load32(src));
-    }
-    for (; n > 0; --n) {
-        *dst++ = *src++;
-    }
-}
-
-static inline void fill_bytes(int8_t *dst, int8_t value, int32_t n)
-{
-    for (; n > 0; --n) {
-        *dst++ = value;
-    }
-}
-
-/* im2col of one output pixel (oh, ow) of group g into column j of the blocked column buffer, when
- * Cin/groups is not a multiple of 4: the raw patch is gathered into `patch` first (padding as the
- * input zero point, which becomes 0) and converted in one pass, so that the conversion still runs
- * four values at a time. With one group and no horizontal dilation a kernel row's taps are one run
- * of the input row. */
-static void im2col_pixel(const ts_conv_params *params, const ts_dims *input_dims, const int8_t *batch_input,
-                         const ts_dims *filter_dims, int32_t group, int32_t oh, int32_t ow, int16_t *cols, int32_t j,
-                         int8_t *patch)
-{
-    const int32_t cg = filter_dims->c;
-    const int32_t kh_n = filter_dims->h, kw_n = filter_dims->w;
-    const int32_t K = kh_n * kw_n * cg;
-    const int32_t Kp = (K + 3) & ~3;
-    const int32_t ih0 = oh * params->stride.h - params->pad.top;
-    const int32_t iw0 = ow * params->stride.w - params->pad.left;
-    const int8_t zero_point = (int8_t)(-params->input_offset);
-    const int runs = cg == input_dims->c && params->dilation.w == 1;
-    int32_t kh, kw, k = 0;
-    for (kh = 0; kh < kh_n; ++kh) {
-        const int32_t ih = ih0 + kh * params->dilation.h;
-        const int8_t *row = batch_input + ih * input_dims->w * input_dims->c + group * cg;
-        if (ih < 0 || ih >= input_dims->h) {
-            fill_bytes(patch + k, zero_point, kw_n * cg);
-        } else if (runs) {
-            const int32_t lo = iw0 < 0 ? -iw0 : 0;
-            const int32_t hi = input_dims->w - iw0 < kw_n ? input_dims->w - iw0 : kw_n;
-            if (lo >= hi) {
-                fill_bytes(patch + k, zero_point, kw_n * cg);
-            } else {
-                fill_bytes(patch + k, zero_point, lo * cg);
-                copy_bytes(patch + k + lo * cg, row + (iw0 + lo) * cg, (hi - lo) * cg);
-                fill_bytes(patch + k + hi * cg, zero_point, (kw_n - hi) * cg);
-            }
-        } else {
-            for (kw = 0; kw < kw_n; ++kw) {
-                const int32_t iw = iw0 + kw * params->dilation.w;
-                if (iw >= 0 && iw < input_dims->w) {
-                    copy_bytes(patch + k + kw * cg, row + iw * input_dims->c, cg);
-                } else {
-                    fill_bytes(patch + k + kw * cg, zero_point, cg);
-                }
-            }
-        }
-        k += kw_n * cg;
-    }
-    /* padded to a multiple of 4 with the zero point, which the offset turns into 0 */
-    fill_bytes(patch + K, zero_point, Kp - K);
-    ts_priv_col_fill(cols, TS_MM_COLS, j, Kp, 0, patch, Kp, params->input_offset);
-}
-
 /* n4 groups of four values of one tap into column j: v = src + offset (src == NULL: zeros). */
 static inline void col_tap4(int16_t *dst, const int8_t *src, int32_t n4, int32_t off2)
 {
@@ -145,6 +77,83 @@ static inline void col_tap4(int16_t *dst, const int8_t *src, int32_t n4, int32_t
     }
 }
 
+/* n bytes from src to dst, a word at a time (Armv7E-M loads and stores words at any address) */
+static inline void copy_bytes(int8_t *dst, const int8_t *src, int32_t n)
+{
+    for (; n >= 4; n -= 4, src += 4, dst += 4) {
+        ts_store32(dst, ts_load32(src));
+    }
+    for (; n > 0; --n) {
+        *dst++ = *src++;
+    }
+}
+
+static inline void fill_bytes(int8_t *dst, int8_t value, int32_t n)
+{
+    for (; n > 0; --n) {
+        *dst++ = value;
+    }
+}
+
+/* im2col of one output pixel (oh, ow) of group g into column j of the blocked column buffer, when
+ * Cin/groups is not a multiple of 4: the raw patch is gathered into `patch` first (padding as the
+ * input zero point, which becomes 0) and converted in one pass, so that the conversion still runs
+ * four values at a time. With one group and no horizontal dilation a kernel row's taps are one run
+ * of the input row. */
+static void im2col_pixel(const ts_conv_params *params, const ts_dims *input_dims, const int8_t *batch_input,
+                         const ts_dims *filter_dims, int32_t group, int32_t oh, int32_t ow, int16_t *cols, int32_t j,
+                         int8_t *patch)
+{
+    const int32_t cg = filter_dims->c;
+    const int32_t kh_n = filter_dims->h, kw_n = filter_dims->w;
+    const int32_t K = kh_n * kw_n * cg;
+    const int32_t Kp = (K + 3) & ~3;
+    const int32_t ih0 = oh * params->stride.h - params->pad.top;
+    const int32_t iw0 = ow * params->stride.w - params->pad.left;
+    const int8_t zero_point = (int8_t)(-params->input_offset);
+    const int runs = cg == input_dims->c && params->dilation.w == 1;
+    int32_t kh, kw, k = 0;
+    if (runs && ih0 >= 0 && ih0 + (kh_n - 1) * params->dilation.h < input_dims->h && iw0 >= 0 &&
+        iw0 + kw_n <= input_dims->w) {
+        /* an interior pixel (the usual case): every kernel row is one whole run */
+        const int8_t *src = batch_input + (ih0 * input_dims->w + iw0) * cg;
+        const int32_t run = kw_n * cg, step = params->dilation.h * input_dims->w * cg;
+        for (kh = 0; kh < kh_n; ++kh, k += run, src += step) {
+            copy_bytes(patch + k, src, run);
+        }
+    } else {
+        for (kh = 0; kh < kh_n; ++kh, k += kw_n * cg) {
+            const int32_t ih = ih0 + kh * params->dilation.h;
+            const int8_t *row = batch_input + ih * input_dims->w * input_dims->c + group * cg;
+            if (ih < 0 || ih >= input_dims->h) {
+                fill_bytes(patch + k, zero_point, kw_n * cg);
+            } else if (runs) {
+                const int32_t lo = iw0 < 0 ? -iw0 : 0;
+                const int32_t hi = input_dims->w - iw0 < kw_n ? input_dims->w - iw0 : kw_n;
+                if (lo >= hi) {
+                    fill_bytes(patch + k, zero_point, kw_n * cg);
+                } else {
+                    fill_bytes(patch + k, zero_point, lo * cg);
+                    copy_bytes(patch + k + lo * cg, row + (iw0 + lo) * cg, (hi - lo) * cg);
+                    fill_bytes(patch + k + hi * cg, zero_point, (kw_n - hi) * cg);
+                }
+            } else {
+                for (kw = 0; kw < kw_n; ++kw) {
+                    const int32_t iw = iw0 + kw * params->dilation.w;
+                    if (iw >= 0 && iw < input_dims->w) {
+                        copy_bytes(patch + k + kw * cg, row + iw * input_dims->c, cg);
+                    } else {
+                        fill_bytes(patch + k + kw * cg, zero_point, cg);
+                    }
+                }
+            }
+        }
+    }
+    /* padded to a multiple of 4 with the zero point, which the offset turns into 0 */
+    fill_bytes(patch + K, zero_point, Kp - K);
+    col_tap4(cols + 4 * j, patch, Kp >> 2, ts_dup16(params->input_offset));
+}
+
 /* im2col of one output pixel into column j when Cin/groups is a multiple of 4: each tap's cg
  * values are cg/4 whole groups of the blocked layout. With one group and no horizontal dilation the
  * in-range taps of a kernel row are one run of the input row and of the column: one call. */
@@ -162,6 +171,16 @@ static TS_NOINLINE void im2col_pixel4(const ts_conv_params *params, const ts_dim
     const int runs = filter_dims->c == input_dims->c && params->dilation.w == 1;
     int16_t *dst = cols + 4 * j;
     int32_t kh, kw;
+    if (runs && ih0 >= 0 && ih0 + (kh_n - 1) * params->dilation.h < input_dims->h && iw0 >= 0 &&
+        iw0 + kw_n <= input_dims->w) {
+        /* an interior pixel (the usual case): every kernel row is one whole run */
+        const int8_t *src = src0 + ih0 * row_bytes + iw0 * input_dims->c;
+        const int32_t step = params->dilation.h * row_bytes;
+        for (kh = 0; kh < kh_n; ++kh, dst += kw_n * tap_step, src += step) {
+            col_tap4(dst, src, kw_n * cg4, off2);
+        }
+        return;
+    }
     for (kh = 0; kh < kh_n; ++kh, dst += kw_n * tap_step) {
         const int32_t ih = ih0 + kh * params->dilation.h;
         const int8_t *row = src0 + ih * row_bytes;
@@ -189,8 +208,9 @@ static TS_NOINLINE void im2col_pixel4(const ts_conv_params *params, const ts_dim
 /* im2col of TS_MM_COLS output pixels at a time (the last block padded with zero columns), then
  * every output channel of the group against them. */
 static void conv_dsp(const ts_conv_params *params, const ts_channel_quant *quant, const ts_dims *input_dims,
-                     const int8_t *input, const ts_dims *filter_dims, const int8_t *filter, const int32_t *bias,
-                     const ts_dims *output_dims, int8_t *output, void *scratch)
+                     const int8_t *input, const ts_dims *filter_dims, const int8_t *filter,
+                     const int16_t *wide_filter, const int32_t *bias, const ts_dims *output_dims, int8_t *output,
+                     void *scratch)
 {
     ts_priv_rq_row *rq_table = (ts_priv_rq_row *)scratch;
     int16_t *cols = (int16_t *)(rq_table + output_dims->c);
@@ -233,9 +253,17 @@ static void conv_dsp(const ts_conv_params *params, const ts_channel_quant *quant
                         ts_priv_col_fill(cols, TS_MM_COLS, j, Kc, 0, NULL, Kc, 0);
                     }
                 }
-                ts_priv_mat_mult_cols(filter + m0 * K, rows, K, Kc, cols, valid, bias != NULL ? bias + m0 : NULL,
-                                      rq != NULL ? rq + m0 : NULL, quant->multiplier + m0, quant->shift + m0, params->output_offset,
-                                      params->act_min, params->act_max, batch_output + p * cout + m0, cout);
+                if (wide_filter != NULL) {
+                    ts_priv_mat_mult_cols_wide(wide_filter + m0 * Kc, rows, Kc, cols, valid,
+                                               bias != NULL ? bias + m0 : NULL, rq != NULL ? rq + m0 : NULL,
+                                               quant->multiplier + m0, quant->shift + m0, params->output_offset,
+                                               params->act_min, params->act_max, batch_output + p * cout + m0, cout);
+                } else {
+                    ts_priv_mat_mult_cols(filter + m0 * K, rows, K, Kc, cols, valid, bias != NULL ? bias + m0 : NULL,
+                                          rq != NULL ? rq + m0 : NULL, quant->multiplier + m0, quant->shift + m0,
+                                          params->output_offset, params->act_min, params->act_max,
+                                          batch_output + p * cout + m0, cout);
+                }
             }
         }
     }
@@ -243,15 +271,28 @@ static void conv_dsp(const ts_conv_params *params, const ts_channel_quant *quant
 
 #endif /* TS_HAVE_DSP */
 
+/* Weight k of row m: int8 OHWI, or pre-widened (rows of Kp = K rounded up to 4, groups in the order
+ * 0, 2, 1, 3). */
+static inline int32_t weight_at(const int8_t *filter, const int16_t *wide_filter, int32_t K, int32_t m, int32_t k)
+{
+    static const unsigned char order[4] = {0, 2, 1, 3};
+    if (wide_filter != NULL) {
+        return wide_filter[m * ((K + 3) & ~3) + (k & ~3) + order[k & 3]];
+    }
+    return filter[m * K + k];
+}
+
 static void conv_portable(const ts_conv_params *params, const ts_channel_quant *quant, const ts_dims *input_dims,
                           const int8_t *input, const ts_dims *filter_dims, const int8_t *filter,
-                          const int32_t *bias, const ts_dims *output_dims, int8_t *output)
+                          const int16_t *wide_filter, const int32_t *bias, const ts_dims *output_dims,
+                          int8_t *output)
 {
     const int32_t groups = params->groups > 0 ? params->groups : 1;
     const int32_t cin = input_dims->c, cg = filter_dims->c;
     const int32_t cout = output_dims->c;
     const int32_t rows = cout / groups;
     const int32_t kh_n = filter_dims->h, kw_n = filter_dims->w;
+    const int32_t K = kh_n * kw_n * cg;
     const int32_t off = params->input_offset;
     int32_t b, oh, ow, oc, kh, kw, c;
     for (b = 0; b < input_dims->n; ++b) {
@@ -272,14 +313,13 @@ static void conv_portable(const ts_conv_params *params, const ts_channel_quant *
                         for (kw = 0; kw < kw_n; ++kw) {
                             const int32_t iw = iw0 + kw * params->dilation.w;
                             const int8_t *x;
-                            const int8_t *w;
+                            const int32_t k0 = (kh * kw_n + kw) * cg;
                             if (iw < 0 || iw >= input_dims->w) {
                                 continue;
                             }
                             x = batch_input + (ih * input_dims->w + iw) * cin + g * cg;
-                            w = filter + ((oc * kh_n + kh) * kw_n + kw) * cg;
                             for (c = 0; c < cg; ++c) {
-                                acc += (x[c] + off) * w[c];
+                                acc += (x[c] + off) * weight_at(filter, wide_filter, K, oc, k0 + c);
                             }
                         }
                     }
@@ -291,17 +331,38 @@ static void conv_portable(const ts_conv_params *params, const ts_channel_quant *
     }
 }
 
-void ts_conv_s8(const ts_conv_params *params, const ts_channel_quant *quant, const ts_dims *input_dims,
-                const int8_t *input, const ts_dims *filter_dims, const int8_t *filter, const int32_t *bias,
-                const ts_dims *output_dims, int8_t *output, void *scratch)
+static void conv(const ts_conv_params *params, const ts_channel_quant *quant, const ts_dims *input_dims,
+                 const int8_t *input, const ts_dims *filter_dims, const int8_t *filter, const int16_t *wide_filter,
+                 const int32_t *bias, const ts_dims *output_dims, int8_t *output, void *scratch)
 {
 #if TS_HAVE_DSP
     if (scratch != NULL && ((uintptr_t)scratch & 3u) == 0) {
-        conv_dsp(params, quant, input_dims, input, filter_dims, filter, bias, output_dims, output, scratch);
+        conv_dsp(params, quant, input_dims, input, filter_dims, filter, wide_filter, bias, output_dims, output,
+                 scratch);
         return;
     }
 #else
     (void)scratch;
 #endif
-    conv_portable(params, quant, input_dims, input, filter_dims, filter, bias, output_dims, output);
+    conv_portable(params, quant, input_dims, input, filter_dims, filter, wide_filter, bias, output_dims, output);
+}
+
+void ts_conv_s8(const ts_conv_params *params, const ts_channel_quant *quant, const ts_dims *input_dims,
+                const int8_t *input, const ts_dims *filter_dims, const int8_t *filter, const int32_t *bias,
+                const ts_dims *output_dims, int8_t *output, void *scratch)
+{
+    conv(params, quant, input_dims, input, filter_dims, filter, NULL, bias, output_dims, output, scratch);
+}
+
+int32_t ts_conv_s8_wide_get_buffer_size(const ts_conv_params *params, const ts_dims *input_dims,
+                                        const ts_dims *filter_dims, const ts_dims *output_dims)
+{
+    return ts_conv_s8_get_buffer_size(params, input_dims, filter_dims, output_dims);
+}
+
+void ts_conv_s8_wide(const ts_conv_params *params, const ts_channel_quant *quant, const ts_dims *input_dims,
+                     const int8_t *input, const ts_dims *filter_dims, const int16_t *filter, const int32_t *bias,
+                     const ts_dims *output_dims, int8_t *output, void *scratch)
+{
+    conv(params, quant, input_dims, input, filter_dims, NULL, filter, bias, output_dims, output, scratch);
 }

@@ -145,14 +145,75 @@ static inline __attribute__((always_inline)) const int8_t *dot_1x4(const int8_t 
     return w;
 }
 
-/* x saturated to [-128, 127] (kept in 32 bits: the store truncates) */
-static inline int32_t ts_sat8(int32_t x)
-{
-#if defined(__ARM_FEATURE_SAT) && defined(__GNUC__)
-    return __ssat(x, 8);
-#else
-    return ts_clamp(x, TS_INT8_MIN, TS_INT8_MAX);
+#if TS_DSP_ASM
+/* The same group with pre-widened weights (two int16 words per group: no sign extension). */
+#define TS_MM_GROUP_WIDE                                                                            \
+    "ldrd   %[p], %[pe], [%[w]], #8\n\t"                                                            \
+    "ldmia  %[x]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                                \
+    "smlad  %[a0], %[p], %[x0], %[a0]\n\t"                                                          \
+    "smlad  %[a0], %[pe], %[x1], %[a0]\n\t"                                                         \
+    "smlad  %[a1], %[p], %[x2], %[a1]\n\t"                                                          \
+    "smlad  %[a1], %[pe], %[x3], %[a1]\n\t"                                                         \
+    "ldmia  %[x]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                                \
+    "smlad  %[a2], %[p], %[x0], %[a2]\n\t"                                                          \
+    "smlad  %[a2], %[pe], %[x1], %[a2]\n\t"                                                         \
+    "smlad  %[a3], %[p], %[x2], %[a3]\n\t"                                                          \
+    "smlad  %[a3], %[pe], %[x3], %[a3]\n\t"
 #endif
+
+/* dot_1x4 with the row's weights pre-widened: int16, each group in the columns' order 0, 2, 1, 3. */
+static inline __attribute__((always_inline)) void dot_1x4_wide(const int16_t *w, const int16_t *x, int32_t groups,
+                                                               int32_t *acc0, int32_t *acc1, int32_t *acc2,
+                                                               int32_t *acc3)
+{
+    int32_t a0 = *acc0, a1 = *acc1, a2 = *acc2, a3 = *acc3;
+#if TS_DSP_ASM
+    register int32_t x0 __asm__("r8");
+    register int32_t x1 __asm__("r9");
+    register int32_t x2 __asm__("r10");
+    register int32_t x3 __asm__("r11");
+    int32_t p, pe;
+    int32_t quads = groups >> 2;
+    if (quads > 0) {
+        __asm__ volatile("1:\n\t" TS_MM_GROUP_WIDE TS_MM_GROUP_WIDE TS_MM_GROUP_WIDE TS_MM_GROUP_WIDE
+                         "subs   %[n], %[n], #1\n\t"
+                         "bne    1b\n\t"
+                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
+                           [n] "+r"(quads), [p] "=&r"(p), [pe] "=&r"(pe), [x0] "=&r"(x0), [x1] "=&r"(x1),
+                           [x2] "=&r"(x2), [x3] "=&r"(x3)
+                         :
+                         : "cc", "memory");
+    }
+    groups &= 3;
+    if (groups > 0) {
+        __asm__ volatile("1:\n\t" TS_MM_GROUP_WIDE
+                         "subs   %[n], %[n], #1\n\t"
+                         "bne    1b\n\t"
+                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
+                           [n] "+r"(groups), [p] "=&r"(p), [pe] "=&r"(pe), [x0] "=&r"(x0), [x1] "=&r"(x1),
+                           [x2] "=&r"(x2), [x3] "=&r"(x3)
+                         :
+                         : "cc", "memory");
+    }
+#else
+    for (; groups > 0; --groups) {
+        const int32_t p = ts_load32(w), pe = ts_load32(w + 2);
+        a0 = ts_smlad(p, ts_load32(x), a0);
+        a0 = ts_smlad(pe, ts_load32(x + 2), a0);
+        a1 = ts_smlad(p, ts_load32(x + 4), a1);
+        a1 = ts_smlad(pe, ts_load32(x + 6), a1);
+        a2 = ts_smlad(p, ts_load32(x + 8), a2);
+        a2 = ts_smlad(pe, ts_load32(x + 10), a2);
+        a3 = ts_smlad(p, ts_load32(x + 12), a3);
+        a3 = ts_smlad(pe, ts_load32(x + 14), a3);
+        w += 4;
+        x += 16;
+    }
+#endif
+    *acc0 = a0;
+    *acc1 = a1;
+    *acc2 = a2;
+    *acc3 = a3;
 }
 
 /* o[0], o[stride], o[2 * stride], o[3 * stride] = v0..v3, through one pointer: in C, GCC turns the
@@ -198,30 +259,81 @@ static inline __attribute__((always_inline)) void store_row4(const ts_priv_rq_ro
     }
 }
 
-static inline __attribute__((always_inline)) void rows_fused4_loop(const int8_t *w, int32_t K, int32_t rows,
-                                                                   int32_t groups, const int16_t *cols,
-                                                                   const int32_t *bias, const ts_priv_rq_row *rq,
-                                                                   int8_t *o, int32_t stride, int full_range,
-                                                                   int32_t act_min, int32_t act_max)
+/* Rows of `row_stride` weights (int8 at w8, or pre-widened int16 at w16), `groups` groups read from
+ * each, with every row fused and four valid columns: few live variables, so that GCC keeps the
+ * row loop in registers. */
+static inline __attribute__((always_inline)) void rows_fused4_loop(const int8_t *w8, const int16_t *w16,
+                                                                   int32_t row_stride, int32_t rows, int32_t groups,
+                                                                   const int16_t *cols, const int32_t *bias,
+                                                                   const ts_priv_rq_row *rq, int8_t *o,
+                                                                   int32_t stride, int full_range, int32_t act_min,
+                                                                   int32_t act_max)
 {
-    for (; rows > 0; --rows, ++rq, ++o, w += K) {
+    for (; rows > 0; --rows, ++rq, ++o) {
         const int32_t b = bias != NULL ? *bias++ : 0;
         int32_t a0 = b, a1 = b, a2 = b, a3 = b;
-        dot_1x4(w, cols, groups, &a0, &a1, &a2, &a3);
+        if (w16 != NULL) {
+            dot_1x4_wide(w16, cols, groups, &a0, &a1, &a2, &a3);
+            w16 += row_stride;
+        } else {
+            dot_1x4(w8, cols, groups, &a0, &a1, &a2, &a3);
+            w8 += row_stride;
+        }
         store_row4(rq, a0, a1, a2, a3, o, stride, full_range, act_min, act_max);
     }
 }
 
-/* The common case, with few live variables so that GCC keeps the row loop in registers: every row
- * fused and four valid columns. Rows of K weights, `groups` groups read from each. */
 static TS_NOINLINE void rows_fused4(const int8_t *w, int32_t K, int32_t rows, int32_t groups, const int16_t *cols,
                                     const int32_t *bias, const ts_priv_rq_row *rq, int8_t *o, int32_t stride,
                                     int32_t act_min, int32_t act_max)
 {
     if (act_min == TS_INT8_MIN && act_max == TS_INT8_MAX) {
-        rows_fused4_loop(w, K, rows, groups, cols, bias, rq, o, stride, 1, act_min, act_max);
+        rows_fused4_loop(w, NULL, K, rows, groups, cols, bias, rq, o, stride, 1, act_min, act_max);
     } else {
-        rows_fused4_loop(w, K, rows, groups, cols, bias, rq, o, stride, 0, act_min, act_max);
+        rows_fused4_loop(w, NULL, K, rows, groups, cols, bias, rq, o, stride, 0, act_min, act_max);
+    }
+}
+
+static TS_NOINLINE void rows_fused4_wide(const int16_t *w, int32_t Kc, int32_t rows, const int16_t *cols,
+                                         const int32_t *bias, const ts_priv_rq_row *rq, int8_t *o, int32_t stride,
+                                         int32_t act_min, int32_t act_max)
+{
+    if (act_min == TS_INT8_MIN && act_max == TS_INT8_MAX) {
+        rows_fused4_loop(NULL, w, Kc, rows, Kc >> 2, cols, bias, rq, o, stride, 1, act_min, act_max);
+    } else {
+        rows_fused4_loop(NULL, w, Kc, rows, Kc >> 2, cols, bias, rq, o, stride, 0, act_min, act_max);
+    }
+}
+
+/* The outputs of one row for the columns j < valid, requantized one by one (any shift). */
+static void store_row_generic(int32_t a0, int32_t a1, int32_t a2, int32_t a3, int32_t multiplier, int32_t shift,
+                              int32_t output_offset, int32_t act_min, int32_t act_max, int8_t *o, int32_t stride,
+                              int32_t valid)
+{
+    const ts_rq q = ts_rq_make(multiplier, shift);
+    const int32_t acc[TS_MM_COLS] = {a0, a1, a2, a3};
+    int32_t j;
+    for (j = 0; j < valid; ++j) {
+        o[j * stride] = ts_rq_out(&q, acc[j], output_offset, act_min, act_max);
+    }
+}
+
+void ts_priv_mat_mult_cols_wide(const int16_t *w, int32_t rows, int32_t Kc, const int16_t *cols, int32_t valid,
+                                const int32_t *bias, const ts_priv_rq_row *rq, const int32_t *multiplier,
+                                const int32_t *shift, int32_t output_offset, int32_t act_min, int32_t act_max,
+                                int8_t *out, int32_t out_stride)
+{
+    int32_t m;
+    if (rq != NULL && valid == TS_MM_COLS) {
+        rows_fused4_wide(w, Kc, rows, cols, bias, rq, out, out_stride, act_min, act_max);
+        return;
+    }
+    for (m = 0; m < rows; ++m) {
+        const int32_t b = bias != NULL ? bias[m] : 0;
+        int32_t a0 = b, a1 = b, a2 = b, a3 = b;
+        dot_1x4_wide(w + m * Kc, cols, Kc >> 2, &a0, &a1, &a2, &a3);
+        store_row_generic(a0, a1, a2, a3, multiplier[m], shift[m], output_offset, act_min, act_max, out + m,
+                          out_stride, valid);
     }
 }
 
@@ -233,7 +345,7 @@ void ts_priv_mat_mult_cols(const int8_t *w, int32_t rows, int32_t K, int32_t Kc,
     /* padded columns (Kc > K): a row's last group also reads the first weights of the next row,
      * against the zero values of the padding; only the last row must stop at K */
     const int32_t whole_rows = Kc == K ? rows : rows - 1;
-    int32_t m = 0, j, t;
+    int32_t m = 0, t;
     if (rq != NULL && valid == TS_MM_COLS) {
         rows_fused4(w, K, whole_rows, Kc >> 2, cols, bias, rq, out, out_stride, act_min, act_max);
         m = whole_rows;
@@ -262,11 +374,8 @@ void ts_priv_mat_mult_cols(const int8_t *w, int32_t rows, int32_t K, int32_t Kc,
             const int full_range = act_min == TS_INT8_MIN && act_max == TS_INT8_MAX;
             store_row4(rq + m, a0, a1, a2, a3, out + m, out_stride, full_range, act_min, act_max);
         } else {
-            const ts_rq q = ts_rq_make(multiplier[m], shift[m]);
-            const int32_t acc[TS_MM_COLS] = {a0, a1, a2, a3};
-            for (j = 0; j < valid; ++j) {
-                out[j * out_stride + m] = ts_rq_out(&q, acc[j], output_offset, act_min, act_max);
-            }
+            store_row_generic(a0, a1, a2, a3, multiplier[m], shift[m], output_offset, act_min, act_max, out + m,
+                              out_stride, valid);
         }
     }
 }
@@ -388,6 +497,86 @@ void ts_priv_mat_mult_col(const int8_t *w, int32_t rows, int32_t K, const int16_
         }
         q = ts_rq_make(multiplier[m], shift[m]);
         out[m] = ts_rq_out(&q, a, output_offset, act_min, act_max);
+    }
+}
+
+#if TS_DSP_ASM
+/* One group of a block of four pre-widened rows (stored one after the other) against the column. */
+#define TS_MM_GROUP_4X1_WIDE                                                                        \
+    "ldrd   %[x0], %[x1], [%[x]], #8\n\t"                                                           \
+    "ldmia  %[w]!, {%[p0], %[p1], %[p2], %[p3]}\n\t"                                                \
+    "smlad  %[a0], %[p0], %[x0], %[a0]\n\t"                                                         \
+    "smlad  %[a0], %[p1], %[x1], %[a0]\n\t"                                                         \
+    "smlad  %[a1], %[p2], %[x0], %[a1]\n\t"                                                         \
+    "smlad  %[a1], %[p3], %[x1], %[a1]\n\t"                                                         \
+    "ldmia  %[w]!, {%[p0], %[p1], %[p2], %[p3]}\n\t"                                                \
+    "smlad  %[a2], %[p0], %[x0], %[a2]\n\t"                                                         \
+    "smlad  %[a2], %[p1], %[x1], %[a2]\n\t"                                                         \
+    "smlad  %[a3], %[p2], %[x0], %[a3]\n\t"                                                         \
+    "smlad  %[a3], %[p3], %[x1], %[a3]\n\t"
+#endif
+
+/* A block of four pre-widened rows (weight_layout.smlad_weights) against one column of `groups`
+ * groups; returns the next block. */
+static inline __attribute__((always_inline)) const int16_t *dot_4x1_wide(const int16_t *w, const int16_t *x,
+                                                                         int32_t groups, int32_t acc[4])
+{
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+#if TS_DSP_ASM
+    register int32_t p0 __asm__("r8");
+    register int32_t p1 __asm__("r9");
+    register int32_t p2 __asm__("r10");
+    register int32_t p3 __asm__("r11");
+    int32_t x0, x1;
+    int32_t pairs = groups >> 1;
+    if (pairs > 0) {
+        __asm__ volatile("1:\n\t" TS_MM_GROUP_4X1_WIDE TS_MM_GROUP_4X1_WIDE
+                         "subs   %[n], %[n], #1\n\t"
+                         "bne    1b\n\t"
+                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
+                           [n] "+r"(pairs), [x0] "=&r"(x0), [x1] "=&r"(x1), [p0] "=&r"(p0), [p1] "=&r"(p1),
+                           [p2] "=&r"(p2), [p3] "=&r"(p3)
+                         :
+                         : "cc", "memory");
+    }
+    groups &= 1;
+#endif
+    for (; groups > 0; --groups) {
+        const int32_t xa = ts_load32(x), xb = ts_load32(x + 2);
+        a0 = ts_smlad(ts_load32(w), xa, a0);
+        a0 = ts_smlad(ts_load32(w + 2), xb, a0);
+        a1 = ts_smlad(ts_load32(w + 4), xa, a1);
+        a1 = ts_smlad(ts_load32(w + 6), xb, a1);
+        a2 = ts_smlad(ts_load32(w + 8), xa, a2);
+        a2 = ts_smlad(ts_load32(w + 10), xb, a2);
+        a3 = ts_smlad(ts_load32(w + 12), xa, a3);
+        a3 = ts_smlad(ts_load32(w + 14), xb, a3);
+        w += 16;
+        x += 4;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+    return w;
+}
+
+void ts_priv_mat_mult_col_wide(const int16_t *w, int32_t rows, int32_t Kc, const int16_t *col, const int32_t *bias,
+                               const int32_t *multiplier, const int32_t *shift, int32_t output_offset,
+                               int32_t act_min, int32_t act_max, int8_t *out)
+{
+    int32_t m, r;
+    for (m = 0; m < rows; m += 4) {
+        const int32_t n = rows - m < 4 ? rows - m : 4; /* the last block's padding rows are computed, not stored */
+        int32_t acc[4] = {0, 0, 0, 0};
+        for (r = 0; r < n && bias != NULL; ++r) {
+            acc[r] = bias[m + r];
+        }
+        w = dot_4x1_wide(w, col, Kc >> 2, acc);
+        for (r = 0; r < n; ++r) {
+            const ts_rq q = ts_rq_make(multiplier[m + r], shift[m + r]);
+            out[m + r] = ts_rq_out(&q, acc[r], output_offset, act_min, act_max);
+        }
     }
 }
 

@@ -56,6 +56,19 @@ void ts_priv_mat_mult_col(const int8_t *w, int32_t rows, int32_t K, const int16_
                           const int32_t *multiplier, const int32_t *shift, int32_t output_offset, int32_t act_min,
                           int32_t act_max, int8_t *out);
 
+/* ts_priv_mat_mult_cols with the weights pre-widened (tinysplit/passes/weight_layout.py): int16 rows
+ * of Kc values (zeros after K), each group of 4 in the columns' order 0, 2, 1, 3. */
+void ts_priv_mat_mult_cols_wide(const int16_t *w, int32_t rows, int32_t Kc, const int16_t *cols, int32_t valid,
+                                const int32_t *bias, const ts_priv_rq_row *rq, const int32_t *multiplier,
+                                const int32_t *shift, int32_t output_offset, int32_t act_min, int32_t act_max,
+                                int8_t *out, int32_t out_stride);
+
+/* ts_priv_mat_mult_col with the weights pre-widened: rows as above, the rows padded to a multiple of 4
+ * and stored in blocks of 4 with the 4 rows' groups one after the other; the column holds Kc values. */
+void ts_priv_mat_mult_col_wide(const int16_t *w, int32_t rows, int32_t Kc, const int16_t *col, const int32_t *bias,
+                               const int32_t *multiplier, const int32_t *shift, int32_t output_offset,
+                               int32_t act_min, int32_t act_max, int8_t *out);
+
 #endif /* TS_HAVE_DSP */
 
 #endif /* TINYSPLIT_MAT_MULT_S8_H */

@@ -166,6 +166,16 @@ static inline int32_t ts_clamp8(int32_t x, int32_t lo, int32_t hi)
     return x > hi ? hi : x;
 }
 
+/* x saturated to [-128, 127] (kept in 32 bits: a store truncates); one SSAT on Armv7E-M */
+static inline int32_t ts_sat8(int32_t x)
+{
+#if defined(__ARM_FEATURE_SAT) && defined(__GNUC__)
+    return __ssat(x, 8);
+#else
+    return ts_clamp(x, TS_INT8_MIN, TS_INT8_MAX);
+#endif
+}
+
 /* requantize + zp, not yet clamped */
 static inline int32_t ts_rqz_apply(int64_t round, int32_t multiplier, int32_t sh, int32_t x)
 {

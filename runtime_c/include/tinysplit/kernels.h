@@ -10,9 +10,9 @@
  *   __ARM_FEATURE_DSP: Cortex-M4/M7/M33...) use scratch; elsewhere every size is 0. A kernel given
  *   NULL (or misaligned) scratch falls back to its plain C path: correct, only slower.
  *   With DSP, in bytes (K = KH * KW * Cin/groups):
- *     ts_conv_s8:            16 * Cout + 8 * K; 16 * Cout + 9 * Kp with Kp = (K + 3) & ~3 when (Cin/groups) % 4 != 0
+ *     ts_conv_s8 (and _wide):  16 * Cout + 8 * K; 16 * Cout + 9 * Kp with Kp = (K + 3) & ~3 when (Cin/groups) % 4 != 0
  *     ts_depthwise_conv_s8:  max(8 * KH * KW, 4 * ((OH + 6) / 2) * (W + 1)) (W: input width)
- *     ts_fully_connected_s8: 2 * depth
+ *     ts_fully_connected_s8: 2 * depth (_wide: 2 * Kp, Kp = (depth + 3) & ~3)
  * - int8 numerics are specified by tinysplit/compiler/quant.py and must agree bit for bit:
  *   requantize(acc, m, s) = rdiv_pot(high_mul(acc << max(s,0), m), max(-s,0)),
  *   high_mul(a, m) = (a * m + 2^30) >> 31 on 64 bits, rdiv_pot rounds half away from zero.
@@ -70,6 +70,16 @@ void ts_conv_s8(const ts_conv_params *params, const ts_channel_quant *quant, con
                 const int8_t *input, const ts_dims *filter_dims, const int8_t *filter, const int32_t *bias,
                 const ts_dims *output_dims, int8_t *output, void *scratch);
 
+/* ts_conv_s8 with the weights pre-widened for SMLAD (tinysplit/passes/weight_layout.py): int16, each
+ * row of K = KH*KW*Cin/groups weights padded with zeros to Kp = (K + 3) & ~3, each group of four in
+ * the order 0, 2, 1, 3; 4-byte aligned. Twice the weight flash, fewer instructions per MAC; the same
+ * results. */
+int32_t ts_conv_s8_wide_get_buffer_size(const ts_conv_params *params, const ts_dims *input_dims,
+                                        const ts_dims *filter_dims, const ts_dims *output_dims);
+void ts_conv_s8_wide(const ts_conv_params *params, const ts_channel_quant *quant, const ts_dims *input_dims,
+                     const int8_t *input, const ts_dims *filter_dims, const int16_t *filter, const int32_t *bias,
+                     const ts_dims *output_dims, int8_t *output, void *scratch);
+
 /* Depthwise: groups == input channels, output channels = input channels * multiplier
  * (output channel c reads input channel c / multiplier; multiplier 1 is the fast path).
  * filter_dims = {1, KH, KW, Cout}; filter data channel-last (HWC), as TFLite. */
@@ -93,6 +103,14 @@ int32_t ts_fully_connected_s8_get_buffer_size(const ts_fc_params *params, int32_
 void ts_fully_connected_s8(const ts_fc_params *params, const ts_channel_quant *quant, int32_t batches,
                            int32_t depth, int32_t units, const int8_t *input, const int8_t *filter,
                            const int32_t *bias, int8_t *output, void *scratch);
+
+/* ts_fully_connected_s8 with the weights pre-widened (tinysplit/passes/weight_layout.py): rows as for
+ * ts_conv_s8_wide, padded with zero rows to a multiple of 4 and stored in blocks of 4 rows, each
+ * group of the block's 4 rows one after the other; 4-byte aligned. */
+int32_t ts_fully_connected_s8_wide_get_buffer_size(const ts_fc_params *params, int32_t depth, int32_t units);
+void ts_fully_connected_s8_wide(const ts_fc_params *params, const ts_channel_quant *quant, int32_t batches,
+                                int32_t depth, int32_t units, const int8_t *input, const int16_t *filter,
+                                const int32_t *bias, int8_t *output, void *scratch);
 
 /* ---------------------------------------------------------------- elementwise (int8) */
 
