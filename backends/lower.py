@@ -99,7 +99,8 @@ def scratch_bytes(graph: Graph, node: Node) -> int:
     if node.op == "conv2d":
         _, kh, kw, cin_g = graph.tensors[node.inputs[1]].shape
         if is_depthwise(graph, node):
-            return max(8 * kh * kw, 4 * ((graph.tensors[node.outputs[0]].shape[1] + 6) // 2) * (x.shape[2] + 1))
+            oh, ow = graph.tensors[node.outputs[0]].shape[1:3]
+            return max(8 * kh * kw, 12 * ow + 8 * ((oh + 6) // 2) * (x.shape[2] + 1))
         k = kh * kw * cin_g
         kp = (k + 3) & ~3
         requantization = 16 * graph.tensors[node.inputs[1]].shape[0]

@@ -8,7 +8,8 @@
 
 /* Scratch of the DSP build (see the fast path below): the larger of
  * - the general path's: the sign-extended taps of four channels, two words per tap;
- * - the 3x3 fast path's: an int16 plane of W + 1 rows of dw_plane_len(OH) values.
+ * - the 3x3 fast path's: three words per output column (a table of rows) and two int16 planes of
+ *   W + 1 rows of dw_plane_len(OH) values.
  * backends/lower.py (scratch_bytes) gives the same number. */
 #if TS_HAVE_DSP
 
@@ -25,7 +26,7 @@ int32_t ts_depthwise_conv_s8_get_buffer_size(const ts_conv_params *params, const
 #if TS_HAVE_DSP
     {
         const int32_t general = 2 * 4 * filter_dims->h * filter_dims->w;
-        const int32_t fast = 2 * dw_plane_len(output_dims->h) * (input_dims->w + 1);
+        const int32_t fast = 12 * output_dims->w + 4 * dw_plane_len(output_dims->h) * (input_dims->w + 1);
         return general > fast ? general : fast;
     }
 #else
@@ -352,6 +353,14 @@ typedef struct {
     int32_t sh;          /* e */
     int32_t bias2;       /* 2 * (bias + input_offset * sum of the weights) */
     int32_t wq[6];       /* per plane row k: (2 w0, 2 w1), (2 w1, 2 w2) of filter column k */
+    int32_t rem;         /* outputs of a column after its steps of four (0 to 3) */
+    /* the channel's columns for dw_channel_asm */
+    const int16_t *plane;
+    const int32_t *rows; /* per column: the byte offsets in the plane of its three rows */
+    int32_t cols;        /* columns left */
+    int8_t *out;         /* the next column's first output */
+    int32_t cstep;       /* from one column's output to the next's (C) */
+    int32_t to_end;      /* from a column's first output to its end */
     int32_t act_min, act_max;
 } dw_ctx;
 
@@ -360,22 +369,101 @@ static inline int32_t dw_requant(const dw_ctx *k, int32_t acc2)
     return (dw_smmlar(acc2, k->multiplier, k->round) + (acc2 >> 31)) >> k->sh;
 }
 
-/* Copies input channel c (x points at it) into the plane: plane[iw * len + top + ih] = x[ih][iw]. */
-static TS_NOINLINE void dw_expand(const int8_t *x, int32_t h, int32_t w, int32_t ch, int16_t *plane, int32_t len,
-                                  int32_t top)
+/* Copies input channel c (x points at it) into plane a, and channel c + 1 into plane b when b is not
+ * NULL: a[iw * len + top + ih] = x[ih][iw][c], b[...] = x[ih][iw][c + 1]. */
+static TS_NOINLINE void dw_expand(const int8_t *x, int32_t h, int32_t w, int32_t ch, int16_t *a, int16_t *b,
+                                  int32_t len, int32_t top)
 {
     const int32_t row = w * ch;
     int32_t iw, ih;
+#if TS_DSP_ASM
+    if (b != NULL) {
+        /* a column at a time: the first value alone when top is odd (then the rest is word-aligned),
+         * eight at a time, then one at a time; LDRH brings both channels' values */
+        int32_t prm[6];
+        const int32_t odd = top & 1, groups = (h - odd) >> 3, row3 = 3 * row;
+        int32_t n, v0, v1, v2, v3;
+        const int8_t *q = x;
+        int16_t *da = a + top, *db = b + top;
+        prm[0] = groups;
+        prm[1] = (h - odd) & 7;
+        prm[2] = odd;
+        prm[3] = ch - h * row;
+        prm[4] = 2 * len - 2 * h;
+        prm[5] = w;
+#define TS_DW_EXP4                                                                                  \
+    "ldrh   %[v0], [%[q]]\n\t"                                                                     \
+    "ldrh   %[v1], [%[q], %[row]]\n\t"                                                             \
+    "ldrh   %[v2], [%[q], %[row], lsl #1]\n\t"                                                     \
+    "ldrh   %[v3], [%[q], %[row3]]\n\t"                                                            \
+    "add    %[q], %[q], %[row], lsl #2\n\t"                                                        \
+    "pkhbt  %[v0], %[v0], %[v1], lsl #16\n\t"                                                      \
+    "pkhbt  %[v2], %[v2], %[v3], lsl #16\n\t"                                                      \
+    "sxtb16 %[v1], %[v0]\n\t"                                                                      \
+    "sxtb16 %[v0], %[v0], ror #8\n\t"                                                              \
+    "sxtb16 %[v3], %[v2]\n\t"                                                                      \
+    "sxtb16 %[v2], %[v2], ror #8\n\t"                                                              \
+    "strd   %[v1], %[v3], [%[da]], #8\n\t"                                                         \
+    "strd   %[v0], %[v2], [%[db]], #8\n\t"
+#define TS_DW_EXP1                                                                                  \
+    "ldrh   %[v0], [%[q]]\n\t"                                                                     \
+    "add    %[q], %[q], %[row]\n\t"                                                                \
+    "sxtb16 %[v1], %[v0]\n\t"                                                                      \
+    "sxtb16 %[v0], %[v0], ror #8\n\t"                                                              \
+    "strh   %[v1], [%[da]], #2\n\t"                                                                \
+    "strh   %[v0], [%[db]], #2\n\t"
+        __asm__ volatile("0:\n\t"
+                         "ldr    %[n], [%[prm], #8]\n\t"
+                         "cmp    %[n], #0\n\t"
+                         "beq    1f\n\t" TS_DW_EXP1 "1:\n\t"
+                         "ldr    %[n], [%[prm]]\n\t"
+                         "cmp    %[n], #0\n\t"
+                         "beq    3f\n\t"
+                         "2:\n\t" TS_DW_EXP4 TS_DW_EXP4 "subs   %[n], %[n], #1\n\t"
+                         "bne    2b\n\t"
+                         "3:\n\t"
+                         "ldr    %[n], [%[prm], #4]\n\t"
+                         "cmp    %[n], #0\n\t"
+                         "beq    5f\n\t"
+                         "4:\n\t" TS_DW_EXP1 "subs   %[n], %[n], #1\n\t"
+                         "bne    4b\n\t"
+                         "5:\n\t"
+                         "ldrd   %[v0], %[v1], [%[prm], #12]\n\t"
+                         "add    %[q], %[q], %[v0]\n\t"
+                         "add    %[da], %[da], %[v1]\n\t"
+                         "add    %[db], %[db], %[v1]\n\t"
+                         "ldr    %[n], [%[prm], #20]\n\t"
+                         "subs   %[n], %[n], #1\n\t"
+                         "str    %[n], [%[prm], #20]\n\t"
+                         "bne    0b\n\t"
+                         : [q] "+r"(q), [da] "+r"(da), [db] "+r"(db), [n] "=&r"(n), [v0] "=&r"(v0),
+                           [v1] "=&r"(v1), [v2] "=&r"(v2), [v3] "=&r"(v3)
+                         : [row] "r"(row), [row3] "r"(row3), [prm] "r"(prm)
+                         : "cc", "memory");
+#undef TS_DW_EXP4
+#undef TS_DW_EXP1
+        return;
+    }
+#endif
     for (iw = 0; iw < w; ++iw) {
         const int8_t *q = x + iw * ch;
-        int16_t *d = plane + iw * len + top;
+        int16_t *da = a + iw * len + top;
+        if (b != NULL) {
+            int16_t *db = b + iw * len + top;
+            for (ih = 0; ih < h; ++ih) {
+                da[ih] = q[0];
+                db[ih] = q[1];
+                q += row;
+            }
+            continue;
+        }
         for (ih = h; ih >= 2; ih -= 2) {
-            ts_store32(d, dw_pack(q[0], q[row]));
-            d += 2;
+            ts_store32(da, dw_pack(q[0], q[row]));
+            da += 2;
             q += 2 * row;
         }
         if (ih > 0) {
-            d[0] = q[0];
+            da[0] = q[0];
         }
     }
 }
@@ -403,15 +491,17 @@ static inline void dw_step(const int16_t *r0, const int16_t *r1, const int16_t *
 }
 
 #if TS_DSP_ASM
-/* The steps of four of one column down to k->end, when the clamp is SSAT alone: dw_step, the
- * requantization and the stores in one loop. base = &k->multiplier. */
-static TS_NOINLINE void dw_column_steps(const int16_t *p0, const int16_t *p1, const int16_t *p2, const int32_t *base,
-                                        int8_t *o)
+/* All columns of one channel when the clamp is SSAT alone: per column, the steps of four down to
+ * its end (dw_step, the requantization and the stores in one loop), then its last one to three
+ * outputs (dw_tail). base = &k->multiplier; k->rows, k->cols and k->out advance. */
+static TS_NOINLINE void dw_channel_asm(const int32_t *base)
 {
     /* LDM's register list must ascend: the words it brings live in fixed registers */
     register int32_t q0 __asm__("r8");
     register int32_t q1 __asm__("r9");
     register int32_t wb __asm__("r10");
+    const int16_t *p0, *p1, *p2;
+    int8_t *o;
     int32_t a0, a1, a2, a3, wa;
 #define TS_DW_ROW(P, WOFF)                                                                          \
     "ldrd   %[wa], %[wb], [%[k], #" WOFF "]\n\t"                                                   \
@@ -425,53 +515,122 @@ static TS_NOINLINE void dw_column_steps(const int16_t *p0, const int16_t *p1, co
     "smlatb %[a3], %[q1], %[wa], %[a3]\n\t"                                                        \
     "smlabt %[a2], %[q0], %[wb], %[a2]\n\t"                                                        \
     "smlad  %[a3], %[q0], %[wb], %[a3]\n\t"
-/* acc2 -> int8 in R: (smmlar(acc2, m, round) + [acc2 < 0] * -1) >> e, SSAT */
+/* the two outputs (v0, v1) . a + v2 * b.hi and v1 * a.lo + (v2, v3) . b of one row */
+#define TS_DW_TAIL2(P, WOFF)                                                                        \
+    "ldrd   %[wa], %[wb], [%[k], #" WOFF "]\n\t"                                                   \
+    "ldrd   %[q0], %[q1], [%[" P "]], #4\n\t"                                                      \
+    "smlad  %[a0], %[q0], %[wa], %[a0]\n\t"                                                        \
+    "smlatb %[a1], %[q0], %[wa], %[a1]\n\t"                                                        \
+    "smlabt %[a0], %[q1], %[wb], %[a0]\n\t"                                                        \
+    "smlad  %[a1], %[q1], %[wb], %[a1]\n\t"
+#define TS_DW_TAIL1(P, WOFF)                                                                        \
+    "ldrd   %[wa], %[wb], [%[k], #" WOFF "]\n\t"                                                   \
+    "ldrd   %[q0], %[q1], [%[" P "]]\n\t"                                                          \
+    "smlad  %[a0], %[q0], %[wa], %[a0]\n\t"                                                        \
+    "smlabt %[a0], %[q1], %[wb], %[a0]\n\t"
+/* acc2 -> int8 in R: (smmlar(acc2, m, round) + [acc2 < 0] * -1) >> e, SSAT (q0, q1, wb: m, round, e) */
 #define TS_DW_RQ(R, A)                                                                              \
     "smmlar " R ", " A ", %[q0], %[q1]\n\t"                                                         \
     "add    " R ", " R ", " A ", asr #31\n\t"                                                       \
     "asr    " R ", " R ", %[wb]\n\t"                                                                \
     "ssat   " R ", #8, " R "\n\t"
-    __asm__ volatile("1:\n\t"
-                     /* the first row's first multiplies add to the bias (in a3 until its own) */
-                     "ldr    %[a3], [%[k], #12]\n\t"
-                     "ldrd   %[wa], %[wb], [%[k], #16]\n\t"
-                     "ldrd   %[q0], %[q1], [%[p0]], #8\n\t"
-                     "smlad  %[a0], %[q0], %[wa], %[a3]\n\t"
-                     "smlatb %[a1], %[q0], %[wa], %[a3]\n\t"
-                     "smlabt %[a0], %[q1], %[wb], %[a0]\n\t"
-                     "smlad  %[a1], %[q1], %[wb], %[a1]\n\t"
-                     "ldr    %[q0], [%[p0]]\n\t"
-                     "smlad  %[a2], %[q1], %[wa], %[a3]\n\t"
-                     "smlatb %[a3], %[q1], %[wa], %[a3]\n\t"
-                     "smlabt %[a2], %[q0], %[wb], %[a2]\n\t"
-                     "smlad  %[a3], %[q0], %[wb], %[a3]\n\t"
-                     TS_DW_ROW("p1", "24")
-                     TS_DW_ROW("p2", "32")
-                     "ldm    %[k], {%[q0], %[q1], %[wb]}\n\t" /* multiplier, round, sh */
-                     TS_DW_RQ("%[wa]", "%[a0]")
-                     TS_DW_RQ("%[a0]", "%[a1]")
-                     TS_DW_RQ("%[a1]", "%[a2]")
-                     TS_DW_RQ("%[a2]", "%[a3]")
-                     "ldmdb  %[k], {%[q0], %[q1], %[wb]}\n\t" /* os, os3, end */
-                     "strb   %[wa], [%[o]]\n\t"
-                     "strb   %[a0], [%[o], %[q0]]\n\t"
-                     "strb   %[a1], [%[o], %[q0], lsl #1]\n\t"
-                     "strb   %[a2], [%[o], %[q1]]\n\t"
-                     "add    %[o], %[o], %[q0], lsl #2\n\t"
-                     "cmp    %[o], %[wb]\n\t"
-                     "bne    1b\n\t"
-                     : [p0] "+r"(p0), [p1] "+r"(p1), [p2] "+r"(p2), [o] "+r"(o), [a0] "=&r"(a0), [a1] "=&r"(a1),
-                       [a2] "=&r"(a2), [a3] "=&r"(a3), [wa] "=&r"(wa), [q0] "=&r"(q0), [q1] "=&r"(q1),
-                       [wb] "=&r"(wb)
-                     : [k] "r"(base)
-                     : "cc", "memory");
+    __asm__ volatile(
+        /* a column: its rows from the table, its output, its end */
+        "0:\n\t"
+        "ldr    %[a0], [%[k], #48]\n\t"
+        "ldm    %[a0]!, {%[q0], %[q1], %[wb]}\n\t"
+        "str    %[a0], [%[k], #48]\n\t"
+        "ldr    %[a1], [%[k], #44]\n\t"
+        "add    %[p0], %[a1], %[q0]\n\t"
+        "add    %[p1], %[a1], %[q1]\n\t"
+        "add    %[p2], %[a1], %[wb]\n\t"
+        "ldrd   %[o], %[a2], [%[k], #56]\n\t"
+        "add    %[a2], %[o], %[a2]\n\t"
+        "str    %[a2], [%[k], #56]\n\t"
+        "ldr    %[a2], [%[k], #64]\n\t"
+        "add    %[a2], %[o], %[a2]\n\t"
+        "str    %[a2], [%[k], #-4]\n\t"
+        "cmp    %[o], %[a2]\n\t"
+        "beq    2f\n\t"
+        /* steps of four; the first row's first multiplies add to the bias (in a3 until its own) */
+        "1:\n\t"
+        "ldr    %[a3], [%[k], #12]\n\t"
+        "ldrd   %[wa], %[wb], [%[k], #16]\n\t"
+        "ldrd   %[q0], %[q1], [%[p0]], #8\n\t"
+        "smlad  %[a0], %[q0], %[wa], %[a3]\n\t"
+        "smlatb %[a1], %[q0], %[wa], %[a3]\n\t"
+        "smlabt %[a0], %[q1], %[wb], %[a0]\n\t"
+        "smlad  %[a1], %[q1], %[wb], %[a1]\n\t"
+        "ldr    %[q0], [%[p0]]\n\t"
+        "smlad  %[a2], %[q1], %[wa], %[a3]\n\t"
+        "smlatb %[a3], %[q1], %[wa], %[a3]\n\t"
+        "smlabt %[a2], %[q0], %[wb], %[a2]\n\t"
+        "smlad  %[a3], %[q0], %[wb], %[a3]\n\t"
+        TS_DW_ROW("p1", "24")
+        TS_DW_ROW("p2", "32")
+        "ldm    %[k], {%[q0], %[q1], %[wb]}\n\t" /* multiplier, round, sh */
+        TS_DW_RQ("%[wa]", "%[a0]")
+        TS_DW_RQ("%[a0]", "%[a1]")
+        TS_DW_RQ("%[a1]", "%[a2]")
+        TS_DW_RQ("%[a2]", "%[a3]")
+        "ldmdb  %[k], {%[q0], %[q1], %[wb]}\n\t" /* os, os3, end */
+        "strb   %[wa], [%[o]]\n\t"
+        "strb   %[a0], [%[o], %[q0]]\n\t"
+        "strb   %[a1], [%[o], %[q0], lsl #1]\n\t"
+        "strb   %[a2], [%[o], %[q1]]\n\t"
+        "add    %[o], %[o], %[q0], lsl #2\n\t"
+        "cmp    %[o], %[wb]\n\t"
+        "bne    1b\n\t"
+        /* the last k->rem outputs: two, then one */
+        "2:\n\t"
+        "ldr    %[a3], [%[k], #40]\n\t"
+        "cmp    %[a3], #1\n\t"
+        "blt    9f\n\t"
+        "beq    4f\n\t"
+        "ldr    %[a0], [%[k], #12]\n\t"
+        "mov    %[a1], %[a0]\n\t"
+        TS_DW_TAIL2("p0", "16")
+        TS_DW_TAIL2("p1", "24")
+        TS_DW_TAIL2("p2", "32")
+        "ldm    %[k], {%[q0], %[q1], %[wb]}\n\t"
+        TS_DW_RQ("%[wa]", "%[a0]")
+        TS_DW_RQ("%[a0]", "%[a1]")
+        "ldr    %[q0], [%[k], #-12]\n\t"
+        "strb   %[wa], [%[o]]\n\t"
+        "strb   %[a0], [%[o], %[q0]]\n\t"
+        "add    %[o], %[o], %[q0], lsl #1\n\t"
+        "cmp    %[a3], #3\n\t"
+        "bne    9f\n\t"
+        "4:\n\t"
+        "ldr    %[a0], [%[k], #12]\n\t"
+        TS_DW_TAIL1("p0", "16")
+        TS_DW_TAIL1("p1", "24")
+        TS_DW_TAIL1("p2", "32")
+        "ldm    %[k], {%[q0], %[q1], %[wb]}\n\t"
+        TS_DW_RQ("%[wa]", "%[a0]")
+        "strb   %[wa], [%[o]]\n\t"
+        /* next column */
+        "9:\n\t"
+        "ldr    %[a0], [%[k], #52]\n\t"
+        "subs   %[a0], %[a0], #1\n\t"
+        "str    %[a0], [%[k], #52]\n\t"
+        "bne    0b\n\t"
+        : [p0] "=&r"(p0), [p1] "=&r"(p1), [p2] "=&r"(p2), [o] "=&r"(o), [a0] "=&r"(a0), [a1] "=&r"(a1),
+          [a2] "=&r"(a2), [a3] "=&r"(a3), [wa] "=&r"(wa), [q0] "=&r"(q0), [q1] "=&r"(q1), [wb] "=&r"(wb)
+        : [k] "r"(base)
+        : "cc", "memory");
 #undef TS_DW_ROW
+#undef TS_DW_TAIL2
+#undef TS_DW_TAIL1
 #undef TS_DW_RQ
 }
 
-/* dw_column_steps reads the context at fixed offsets */
+/* dw_channel_asm reads the context at fixed offsets */
 typedef char dw_ctx_layout[offsetof(dw_ctx, multiplier) == 12 && offsetof(dw_ctx, bias2) == 24 &&
-                                   offsetof(dw_ctx, wq) == 28
+                                   offsetof(dw_ctx, wq) == 28 && offsetof(dw_ctx, rem) == 52 &&
+                                   offsetof(dw_ctx, plane) == 56 && offsetof(dw_ctx, rows) == 60 &&
+                                   offsetof(dw_ctx, cols) == 64 && offsetof(dw_ctx, out) == 68 &&
+                                   offsetof(dw_ctx, cstep) == 72 && offsetof(dw_ctx, to_end) == 76
                                ? 1
                                : -1];
 #endif
@@ -535,24 +694,13 @@ static inline void dw_put(const dw_ctx *k, int32_t acc2, int full, int8_t *out)
     *out = (int8_t)r;
 }
 
-/* n outputs of one column, out[j * os] for j < n, from the rows p0, p1, p2 (at output 0). */
+/* n outputs of one column, out[j * os] for j < n, from the rows p0, p1, p2 (at output 0): the C
+ * version of dw_column_steps, and the clamped one. */
 static TS_NOINLINE void dw_column(const int16_t *p0, const int16_t *p1, const int16_t *p2, dw_ctx *k, int8_t *out,
                                   int32_t n, int full)
 {
     const int32_t os = k->os;
     int32_t acc[4];
-#if TS_DSP_ASM
-    if (full && n >= 4) {
-        const int32_t steps = n >> 2;
-        k->end = out + steps * 4 * os;
-        dw_column_steps(p0, p1, p2, &k->multiplier, out);
-        p0 += 4 * steps;
-        p1 += 4 * steps;
-        p2 += 4 * steps;
-        out += steps * 4 * os;
-        n &= 3;
-    }
-#endif
     for (; n >= 4; n -= 4) {
         dw_step(p0, p1, p2, k, acc);
         dw_put(k, acc[0], full, out);
@@ -612,47 +760,71 @@ static int dw_ctx_make(const ts_conv_params *params, const ts_channel_quant *qua
 
 static void dw_fast(const ts_conv_params *params, const ts_channel_quant *quant, const ts_dims *input_dims,
                     const int8_t *input, const ts_dims *filter_dims, const int8_t *filter, const int32_t *bias,
-                    const ts_dims *output_dims, int8_t *output, int16_t *plane)
+                    const ts_dims *output_dims, int8_t *output, int32_t *scratch)
 {
     const int32_t ch = input_dims->c, h = input_dims->h, w = input_dims->w;
     const int32_t oh_n = output_dims->h, ow_n = output_dims->w;
     const int32_t len = dw_plane_len(oh_n);
-    const int32_t sw = params->stride.w, dw = params->dilation.w;
     const int full = params->act_min <= TS_INT8_MIN && params->act_max >= TS_INT8_MAX;
-    const int16_t *zp_row = plane + w * len;
+    /* scratch: the row table (three words per output column), then two planes (channels c, c + 1) */
+    int32_t *rows = scratch;
+    int16_t *planes = (int16_t *)(void *)(scratch + 3 * ow_n);
     const int32_t fill = ts_dup16(-params->input_offset);
     int32_t i, b, c, ow;
     dw_ctx k;
-    for (i = 0; i < (w + 1) * len; i += 2) {
-        ts_store32(plane + i, fill);
+    for (i = 0; i < 2 * (w + 1) * len; i += 2) {
+        ts_store32(planes + i, fill);
+    }
+    for (ow = 0; ow < ow_n; ++ow) {
+        for (i = 0; i < 3; ++i) {
+            const int32_t iw = ow * params->stride.w - params->pad.left + i * params->dilation.w;
+            /* byte offsets; columns in the padding read row w, the zero point's */
+            rows[3 * ow + i] = 2 * len * ((uint32_t)iw < (uint32_t)w ? iw : w);
+        }
     }
     k.os = ow_n * ch;
     k.os3 = 3 * k.os;
+    k.rem = oh_n & 3;
+    k.cstep = ch;
+    k.to_end = (oh_n >> 2) * 4 * k.os;
     k.act_min = params->act_min;
     k.act_max = params->act_max;
     for (b = 0; b < input_dims->n; ++b) {
         const int8_t *batch_input = input + b * h * w * ch;
-        int8_t *batch_output = output + b * oh_n * ow_n * ch;
-        for (c = 0; c < ch; ++c) {
-            if (!dw_ctx_make(params, quant, filter, bias, ch, c, &k)) {
-                /* this channel in plain C */
-                int32_t oh;
-                for (oh = 0; oh < oh_n; ++oh) {
-                    for (ow = 0; ow < ow_n; ++ow) {
-                        dw_pixel_portable(params, quant, input_dims, batch_input, filter_dims, filter, bias, oh, ow,
-                                          c, c + 1, 1, ch, batch_output + (oh * ow_n + ow) * ch);
+        for (c = 0; c < ch; c += 2) {
+            const int32_t pair = c + 1 < ch;
+            int32_t j;
+            dw_expand(batch_input + c, h, w, ch, planes, pair ? planes + (w + 1) * len : NULL, len, params->pad.top);
+            for (j = 0; j <= pair; ++j) {
+                int8_t *out = output + b * oh_n * ow_n * ch + c + j;
+                const int16_t *plane = planes + j * (w + 1) * len;
+                if (!dw_ctx_make(params, quant, filter, bias, ch, c + j, &k)) {
+                    /* this channel in plain C */
+                    int32_t oh;
+                    for (oh = 0; oh < oh_n; ++oh) {
+                        for (ow = 0; ow < ow_n; ++ow) {
+                            dw_pixel_portable(params, quant, input_dims, batch_input, filter_dims, filter, bias, oh,
+                                              ow, c + j, c + j + 1, 1, ch, out - c - j + (oh * ow_n + ow) * ch);
+                        }
                     }
+                    continue;
                 }
-                continue;
-            }
-            dw_expand(batch_input + c, h, w, ch, plane, len, params->pad.top);
-            for (ow = 0; ow < ow_n; ++ow) {
-                const int32_t iw0 = ow * sw - params->pad.left;
-                const int32_t iw1 = iw0 + dw, iw2 = iw1 + dw;
-                dw_column(iw0 >= 0 && iw0 < w ? plane + iw0 * len : zp_row,
-                          iw1 >= 0 && iw1 < w ? plane + iw1 * len : zp_row,
-                          iw2 >= 0 && iw2 < w ? plane + iw2 * len : zp_row, &k, batch_output + ow * ch + c, oh_n,
-                          full);
+#if TS_DSP_ASM
+                if (full) {
+                    k.plane = plane;
+                    k.rows = rows;
+                    k.cols = ow_n;
+                    k.out = out;
+                    dw_channel_asm(&k.multiplier);
+                    continue;
+                }
+#endif
+                for (ow = 0; ow < ow_n; ++ow, out += ch) {
+                    const int32_t *r = rows + 3 * ow;
+                    dw_column((const int16_t *)(const void *)((const char *)plane + r[0]),
+                              (const int16_t *)(const void *)((const char *)plane + r[1]),
+                              (const int16_t *)(const void *)((const char *)plane + r[2]), &k, out, oh_n, full);
+                }
             }
         }
     }
@@ -706,7 +878,7 @@ void ts_depthwise_conv_s8(const ts_conv_params *params, const ts_channel_quant *
 #if TS_HAVE_DSP
     if (mult == 1 && scratch != NULL && ((uintptr_t)scratch & 3u) == 0 && filter_dims->h == 3 &&
         filter_dims->w == 3 && params->stride.h == 1 && params->dilation.h == 1) {
-        dw_fast(params, quant, input_dims, input, filter_dims, filter, bias, output_dims, output, (int16_t *)scratch);
+        dw_fast(params, quant, input_dims, input, filter_dims, filter, bias, output_dims, output, (int32_t *)scratch);
         return;
     }
     if (mult == 1 && scratch != NULL && ((uintptr_t)scratch & 3u) == 0) {
