@@ -409,20 +409,32 @@ def run_host(
         cc=cc, cflags=["-O2", *extra_cflags], timeout=timeout,
     )  # fmt: skip
 
-    in_paths = [workdir / f"input{i}.bin" for i in range(len(arrays))]
-    out_paths = [workdir / f"output{i}.bin" for i in range(len(output_specs))]
+    in_paths, out_paths = io_files(workdir, arrays, len(output_specs))
+    run_tool([app, *in_paths, *out_paths], "host run", timeout, cwd=workdir)
+    return read_outputs(out_paths, output_specs, "host run")
+
+
+def io_files(
+    workdir: Path, arrays: Sequence[np.ndarray], n_outputs: int, stem: str = ""
+) -> tuple[list[Path], list[Path]]:
+    """The file arguments of a host program: writes the inputs (raw element bytes) to
+    workdir/<stem>input<i>.bin and removes stale workdir/<stem>output<i>.bin; returns both path lists."""
+    in_paths = [workdir / f"{stem}input{i}.bin" for i in range(len(arrays))]
+    out_paths = [workdir / f"{stem}output{i}.bin" for i in range(n_outputs)]
     for path, a in zip(in_paths, arrays, strict=True):
-        path.write_bytes(a.tobytes())
+        path.write_bytes(np.ascontiguousarray(a).tobytes())
     for path in out_paths:
         path.unlink(missing_ok=True)
-    run_tool([app, *in_paths, *out_paths], "host run", timeout, cwd=workdir)
+    return in_paths, out_paths
+
+
+def read_outputs(paths: Sequence[Path], specs: Sequence[IOSpec], what: str) -> list[np.ndarray]:
+    """The outputs a host program wrote, checked for their size."""
     outputs = []
-    for path, spec in zip(out_paths, output_specs, strict=True):
+    for path, spec in zip(paths, specs, strict=True):
         data = path.read_bytes()
         if len(data) != spec.size * spec.dtype.itemsize:
-            raise HarnessError(
-                f"host run: {path.name} has {len(data)} bytes, expected {spec.size * spec.dtype.itemsize}"
-            )
+            raise HarnessError(f"{what}: {path.name} has {len(data)} bytes, expected {spec.size * spec.dtype.itemsize}")
         outputs.append(np.frombuffer(data, dtype=spec.dtype).copy())
     return outputs
 

@@ -21,7 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from tinysplit.compiler.harness import HarnessError, IOSpec, ToolMissingError, check_io, run_tool
+from tinysplit.compiler.harness import (
+    HarnessError,
+    IOSpec,
+    ToolMissingError,
+    check_io,
+    io_files,
+    read_outputs,
+    run_tool,
+)
 
 
 def cargo_target_dir() -> Path:
@@ -63,17 +71,10 @@ def run_rust_host(
     """Run `iterations` inferences after a warm-up one (on `threads` threads: a multi-core crate's
     runner only); return the outputs of the last and the seconds per inference."""
     arrays = check_io(inputs, input_specs, output_specs)
-    workdir = app.parent
-    in_paths = [workdir / f"rust_input{i}.bin" for i in range(len(arrays))]
-    out_paths = [workdir / f"rust_output{i}.bin" for i in range(len(output_specs))]
-    for path, a in zip(in_paths, arrays, strict=True):
-        path.write_bytes(a.tobytes())
-    for path in out_paths:
-        path.unlink(missing_ok=True)
+    in_paths, out_paths = io_files(app.parent, arrays, len(output_specs), stem="rust_")
     options = ["--threads", str(threads)] if threads is not None else []
     log = run_tool([app, *options, "--repeat", str(iterations), *in_paths, *out_paths], "Rust host run", timeout)
     found = re.search(r"^TS_NS_PER_RUN (\d+)$", log, re.MULTILINE)
     if found is None:
         raise HarnessError(f"Rust host run printed no timing:\n{log[-2000:]}")
-    outputs = [np.fromfile(path, dtype=spec.dtype) for path, spec in zip(out_paths, output_specs, strict=True)]
-    return outputs, int(found.group(1)) / 1e9
+    return read_outputs(out_paths, output_specs, "Rust host run"), int(found.group(1)) / 1e9

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from tinysplit.compiler.harness import HarnessError, IOSpec, build_host_program, check_io, run_tool
+from tinysplit.compiler.harness import (
+    HarnessError,
+    IOSpec,
+    build_host_program,
+    check_io,
+    io_files,
+    read_outputs,
+    run_tool,
+)
 
 
 def build_host_threads(
@@ -44,21 +52,13 @@ def run_threads(
     timeout: float = 120.0,
 ) -> tuple[list[np.ndarray], float]:
     """Run `iterations` inferences on `threads` threads; (outputs of the last, seconds per inference)."""
-    arrays = check_io(inputs, input_specs, output_specs)
     workdir = app.parent
-    in_paths = [workdir / f"input{i}.bin" for i in range(len(arrays))]
-    out_paths = [workdir / f"output{i}.bin" for i in range(len(output_specs))]
-    for path, a in zip(in_paths, arrays, strict=True):
-        path.write_bytes(a.tobytes())
-    for path in out_paths:
-        path.unlink(missing_ok=True)
+    in_paths, out_paths = io_files(workdir, check_io(inputs, input_specs, output_specs), len(output_specs))
     log = run_tool(
         [app, str(threads), str(iterations), *in_paths, *out_paths], "host threads run", timeout, cwd=workdir
     )
     found = re.search(r"TS_HOST_NS (\d+) (\d+)", log)
     if found is None:
         raise HarnessError(f"host threads run printed no timing:\n{log[-2000:]}")
-    outputs = []
-    for path, spec in zip(out_paths, output_specs, strict=True):
-        outputs.append(np.frombuffer(path.read_bytes(), dtype=spec.dtype).copy())
+    outputs = read_outputs(out_paths, output_specs, "host threads run")
     return outputs, int(found.group(1)) / 1e9 / int(found.group(2))
