@@ -90,6 +90,10 @@ static inline void copy_bytes(int8_t *dst, const int8_t *src, int32_t n)
 
 static inline void fill_bytes(int8_t *dst, int8_t value, int32_t n)
 {
+    const int32_t word = (int32_t)(0x01010101u * (uint8_t)value);
+    for (; n >= 4; n -= 4, dst += 4) {
+        ts_store32(dst, word);
+    }
     for (; n > 0; --n) {
         *dst++ = value;
     }
@@ -121,30 +125,27 @@ static void im2col_pixel(const ts_conv_params *params, const ts_dims *input_dims
         for (kh = 0; kh < kh_n; ++kh, k += run, src += step) {
             copy_bytes(patch + k, src, run);
         }
+    } else if (runs) {
+        /* at the border: the zero point everywhere, then the in-range part of each in-range kernel row */
+        const int32_t lo = iw0 < 0 ? (-iw0 < kw_n ? -iw0 : kw_n) : 0;
+        const int32_t hi = input_dims->w - iw0 < kw_n ? input_dims->w - iw0 : kw_n;
+        fill_bytes(patch, zero_point, K);
+        for (kh = 0; kh < kh_n && hi > lo; ++kh, k += kw_n * cg) {
+            const int32_t ih = ih0 + kh * params->dilation.h;
+            if (ih >= 0 && ih < input_dims->h) {
+                copy_bytes(patch + k + lo * cg, batch_input + (ih * input_dims->w + iw0 + lo) * cg, (hi - lo) * cg);
+            }
+        }
     } else {
         for (kh = 0; kh < kh_n; ++kh, k += kw_n * cg) {
             const int32_t ih = ih0 + kh * params->dilation.h;
             const int8_t *row = batch_input + ih * input_dims->w * input_dims->c + group * cg;
-            if (ih < 0 || ih >= input_dims->h) {
-                fill_bytes(patch + k, zero_point, kw_n * cg);
-            } else if (runs) {
-                const int32_t lo = iw0 < 0 ? -iw0 : 0;
-                const int32_t hi = input_dims->w - iw0 < kw_n ? input_dims->w - iw0 : kw_n;
-                if (lo >= hi) {
-                    fill_bytes(patch + k, zero_point, kw_n * cg);
+            for (kw = 0; kw < kw_n; ++kw) {
+                const int32_t iw = iw0 + kw * params->dilation.w;
+                if (ih >= 0 && ih < input_dims->h && iw >= 0 && iw < input_dims->w) {
+                    copy_bytes(patch + k + kw * cg, row + iw * input_dims->c, cg);
                 } else {
-                    fill_bytes(patch + k, zero_point, lo * cg);
-                    copy_bytes(patch + k + lo * cg, row + (iw0 + lo) * cg, (hi - lo) * cg);
-                    fill_bytes(patch + k + hi * cg, zero_point, (kw_n - hi) * cg);
-                }
-            } else {
-                for (kw = 0; kw < kw_n; ++kw) {
-                    const int32_t iw = iw0 + kw * params->dilation.w;
-                    if (iw >= 0 && iw < input_dims->w) {
-                        copy_bytes(patch + k + kw * cg, row + iw * input_dims->c, cg);
-                    } else {
-                        fill_bytes(patch + k + kw * cg, zero_point, cg);
-                    }
+                    fill_bytes(patch + k + kw * cg, zero_point, cg);
                 }
             }
         }

@@ -239,70 +239,89 @@ static inline __attribute__((always_inline)) void store4_strided(int8_t *o, int3
 #endif
 }
 
-/* The four outputs of one row with its fused constants. They are copied to locals first: the int8
- * stores may alias the table, and GCC would reload it after each one. */
+/* The outputs j < valid (a constant 4 on the hot path) of one row with its fused constants. They are
+ * copied to locals first: the int8 stores may alias the table, and GCC would reload it after each. */
 static inline __attribute__((always_inline)) void store_row4(const ts_priv_rq_row *r, int32_t a0, int32_t a1,
                                                              int32_t a2, int32_t a3, int8_t *o, int32_t stride,
-                                                             int full_range, int32_t act_min, int32_t act_max)
+                                                             int full_range, int32_t act_min, int32_t act_max,
+                                                             int32_t valid)
 {
     const int64_t round = (int64_t)(((uint64_t)(uint32_t)r->round_hi << 32) | r->round_lo);
     const int32_t multiplier = r->multiplier, sh = r->sh;
-    const int32_t v0 = ts_rqz_apply(round, multiplier, sh, a0);
-    const int32_t v1 = ts_rqz_apply(round, multiplier, sh, a1);
-    const int32_t v2 = ts_rqz_apply(round, multiplier, sh, a2);
-    const int32_t v3 = ts_rqz_apply(round, multiplier, sh, a3);
-    if (full_range) {
-        store4_strided(o, stride, ts_sat8(v0), ts_sat8(v1), ts_sat8(v2), ts_sat8(v3));
+    if (valid == TS_MM_COLS) {
+        const int32_t v0 = ts_rqz_apply(round, multiplier, sh, a0);
+        const int32_t v1 = ts_rqz_apply(round, multiplier, sh, a1);
+        const int32_t v2 = ts_rqz_apply(round, multiplier, sh, a2);
+        const int32_t v3 = ts_rqz_apply(round, multiplier, sh, a3);
+        if (full_range) {
+            store4_strided(o, stride, ts_sat8(v0), ts_sat8(v1), ts_sat8(v2), ts_sat8(v3));
+        } else {
+            store4_strided(o, stride, ts_clamp8(v0, act_min, act_max), ts_clamp8(v1, act_min, act_max),
+                           ts_clamp8(v2, act_min, act_max), ts_clamp8(v3, act_min, act_max));
+        }
     } else {
-        store4_strided(o, stride, ts_clamp8(v0, act_min, act_max), ts_clamp8(v1, act_min, act_max),
-                       ts_clamp8(v2, act_min, act_max), ts_clamp8(v3, act_min, act_max));
+        const int32_t acc[TS_MM_COLS] = {a0, a1, a2, a3};
+        int32_t j;
+        for (j = 0; j < valid; ++j) {
+            o[j * stride] = (int8_t)ts_clamp8(ts_rqz_apply(round, multiplier, sh, acc[j]), act_min, act_max);
+        }
     }
 }
 
-/* Rows of `row_stride` weights (int8 at w8, or pre-widened int16 at w16), `groups` groups read from
- * each, with every row fused and four valid columns: few live variables, so that GCC keeps the
- * row loop in registers. */
-static inline __attribute__((always_inline)) void rows_fused4_loop(const int8_t *w8, const int16_t *w16,
-                                                                   int32_t row_stride, int32_t rows, int32_t groups,
-                                                                   const int16_t *cols, const int32_t *bias,
-                                                                   const ts_priv_rq_row *rq, int8_t *o,
-                                                                   int32_t stride, int full_range, int32_t act_min,
-                                                                   int32_t act_max)
+/* Rows of `row_stride` weights (int8 at w8, or pre-widened int16 at w16 when `wide`), `groups` groups
+ * read from each, every row fused: few live variables, so that GCC keeps the row loop in registers. */
+static inline __attribute__((always_inline)) void rows_fused_loop(const int8_t *w8, const int16_t *w16, int wide,
+                                                                  int32_t row_stride, int32_t rows, int32_t groups,
+                                                                  const int16_t *cols, const int32_t *bias,
+                                                                  const ts_priv_rq_row *rq, int8_t *o,
+                                                                  int32_t stride, int full_range, int32_t act_min,
+                                                                  int32_t act_max, int32_t valid)
 {
     for (; rows > 0; --rows, ++rq, ++o) {
         const int32_t b = bias != NULL ? *bias++ : 0;
         int32_t a0 = b, a1 = b, a2 = b, a3 = b;
-        if (w16 != NULL) {
+        if (wide) {
             dot_1x4_wide(w16, cols, groups, &a0, &a1, &a2, &a3);
             w16 += row_stride;
         } else {
             dot_1x4(w8, cols, groups, &a0, &a1, &a2, &a3);
             w8 += row_stride;
         }
-        store_row4(rq, a0, a1, a2, a3, o, stride, full_range, act_min, act_max);
+        store_row4(rq, a0, a1, a2, a3, o, stride, full_range, act_min, act_max, valid);
+    }
+}
+
+/* The fused rows for `valid` columns: the four-column block specialised, with and without bounds. */
+static inline __attribute__((always_inline)) void rows_fused(const int8_t *w8, const int16_t *w16, int wide,
+                                                             int32_t row_stride, int32_t rows, int32_t groups,
+                                                             const int16_t *cols, const int32_t *bias,
+                                                             const ts_priv_rq_row *rq, int8_t *o, int32_t stride,
+                                                             int32_t act_min, int32_t act_max, int32_t valid)
+{
+    if (valid != TS_MM_COLS) {
+        rows_fused_loop(w8, w16, wide, row_stride, rows, groups, cols, bias, rq, o, stride, 0, act_min, act_max,
+                        valid);
+    } else if (act_min == TS_INT8_MIN && act_max == TS_INT8_MAX) {
+        rows_fused_loop(w8, w16, wide, row_stride, rows, groups, cols, bias, rq, o, stride, 1, act_min, act_max,
+                        TS_MM_COLS);
+    } else {
+        rows_fused_loop(w8, w16, wide, row_stride, rows, groups, cols, bias, rq, o, stride, 0, act_min, act_max,
+                        TS_MM_COLS);
     }
 }
 
 static TS_NOINLINE void rows_fused4(const int8_t *w, int32_t K, int32_t rows, int32_t groups, const int16_t *cols,
                                     const int32_t *bias, const ts_priv_rq_row *rq, int8_t *o, int32_t stride,
-                                    int32_t act_min, int32_t act_max)
+                                    int32_t act_min, int32_t act_max, int32_t valid)
 {
-    if (act_min == TS_INT8_MIN && act_max == TS_INT8_MAX) {
-        rows_fused4_loop(w, NULL, K, rows, groups, cols, bias, rq, o, stride, 1, act_min, act_max);
-    } else {
-        rows_fused4_loop(w, NULL, K, rows, groups, cols, bias, rq, o, stride, 0, act_min, act_max);
-    }
+    rows_fused(w, NULL, 0, K, rows, groups, cols, bias, rq, o, stride, act_min, act_max, valid);
 }
 
 static TS_NOINLINE void rows_fused4_wide(const int16_t *w, int32_t Kc, int32_t rows, const int16_t *cols,
                                          const int32_t *bias, const ts_priv_rq_row *rq, int8_t *o, int32_t stride,
-                                         int32_t act_min, int32_t act_max)
+                                         int32_t act_min, int32_t act_max, int32_t valid)
 {
-    if (act_min == TS_INT8_MIN && act_max == TS_INT8_MAX) {
-        rows_fused4_loop(NULL, w, Kc, rows, Kc >> 2, cols, bias, rq, o, stride, 1, act_min, act_max);
-    } else {
-        rows_fused4_loop(NULL, w, Kc, rows, Kc >> 2, cols, bias, rq, o, stride, 0, act_min, act_max);
-    }
+    rows_fused(NULL, w, 1, Kc, rows, Kc >> 2, cols, bias, rq, o, stride, act_min, act_max, valid);
 }
 
 /* The outputs of one row for the columns j < valid, requantized one by one (any shift). */
@@ -324,8 +343,8 @@ void ts_priv_mat_mult_cols_wide(const int16_t *w, int32_t rows, int32_t Kc, cons
                                 int8_t *out, int32_t out_stride)
 {
     int32_t m;
-    if (rq != NULL && valid == TS_MM_COLS) {
-        rows_fused4_wide(w, Kc, rows, cols, bias, rq, out, out_stride, act_min, act_max);
+    if (rq != NULL) {
+        rows_fused4_wide(w, Kc, rows, cols, bias, rq, out, out_stride, act_min, act_max, valid);
         return;
     }
     for (m = 0; m < rows; ++m) {
@@ -346,8 +365,8 @@ void ts_priv_mat_mult_cols(const int8_t *w, int32_t rows, int32_t K, int32_t Kc,
      * against the zero values of the padding; only the last row must stop at K */
     const int32_t whole_rows = Kc == K ? rows : rows - 1;
     int32_t m = 0, t;
-    if (rq != NULL && valid == TS_MM_COLS) {
-        rows_fused4(w, K, whole_rows, Kc >> 2, cols, bias, rq, out, out_stride, act_min, act_max);
+    if (rq != NULL) {
+        rows_fused4(w, K, whole_rows, Kc >> 2, cols, bias, rq, out, out_stride, act_min, act_max, valid);
         m = whole_rows;
     }
     for (; m < rows; ++m) {
@@ -370,9 +389,8 @@ void ts_priv_mat_mult_cols(const int8_t *w, int32_t rows, int32_t K, int32_t Kc,
                 a3 += wv * g[12 + pos[t]];
             }
         }
-        if (rq != NULL && valid == TS_MM_COLS) {
-            const int full_range = act_min == TS_INT8_MIN && act_max == TS_INT8_MAX;
-            store_row4(rq + m, a0, a1, a2, a3, out + m, out_stride, full_range, act_min, act_max);
+        if (rq != NULL) {
+            store_row4(rq + m, a0, a1, a2, a3, out + m, out_stride, 0, act_min, act_max, valid);
         } else {
             store_row_generic(a0, a1, a2, a3, multiplier[m], shift[m], output_offset, act_min, act_max, out + m,
                               out_stride, valid);
