@@ -97,7 +97,10 @@ def compile(
         Path | None, typer.Option(help="Write a Makefile-format dependency file of the outputs on their inputs.")
     ] = None,
     cores: Annotated[
-        int, typer.Option(min=1, max=4, help="Split conv/pool output rows over N cores (C: <prefix>_run_worker).")
+        int,
+        typer.Option(
+            min=1, max=4, help="Split conv/pool output rows over N cores (C: <prefix>_run_worker, Rust: Model::run_on)."
+        ),
     ] = 1,
     tile_memory: Annotated[
         str, typer.Option(help="'auto': patch-based execution of the first layers where it lowers peak RAM.")
