@@ -454,6 +454,9 @@ POOL_CASES = [
     PoolCase("asym_incl", (1, 6, 5, 8), (3, 2), (2, 1), (0, 1, 2, 0), count_include_pad=True, act=(0.0, INF)),
     PoolCase("global", (1, 4, 4, 16), (4, 4), (1, 1)),
     PoolCase("2x3_act", (1, 5, 7, 2), (2, 3), (1, 2), (1, 0, 0, 1), act=(-0.5, 0.5)),
+    # the DSP average sums 4 channels in 16-bit lanes up to 256 cells, in 32 bits beyond
+    PoolCase("global_256_c5", (1, 16, 16, 5), (16, 16), (1, 1)),
+    PoolCase("global_289_c8", (1, 17, 17, 8), (17, 17), (1, 1)),
 ]
 
 
@@ -479,6 +482,25 @@ def test_pool_s8(op: str, case: PoolCase, runtimes: list[crt.CRuntime]) -> None:
     name = "ts_max_pool_s8" if op == "max_pool2d" else "ts_avg_pool_s8"
     for rt in runtimes:
         assert_same(rt.pool(name, params, x, case.out_shape()), want, f"{name} [{rt.variant}]")
+
+
+@pytest.mark.parametrize("fill", [-128, 127])
+def test_avg_pool_s8_lane_sums_at_their_limits(fill: int, runtimes: list[crt.CRuntime]) -> None:
+    """256 cells of -128 (sum -32768) or 127: the extremes of the DSP path's 16-bit lane sums."""
+    case = PoolCase("global_256_c4", (1, 16, 16, 4), (16, 16), (1, 1))
+    q = qt(0.02, 0)
+    x = np.full(case.x, fill, np.int8)
+    g = one_node(
+        "avg_pool2d",
+        [Tensor("x", x.shape, "int8", q)],
+        Tensor("y", case.out_shape(), "int8", q),
+        case.attrs("avg_pool2d"),
+    )
+    want = run_ref(g, {"x": x})
+    assert np.all(want == fill)
+    params = crt.PoolParams(crt.HW(16, 16), crt.HW(1, 1), crt.Padding(0, 0, 0, 0), 0, -128, 127, 0)
+    for rt in runtimes:
+        assert_same(rt.pool("ts_avg_pool_s8", params, x, case.out_shape()), want, f"ts_avg_pool_s8 [{rt.variant}]")
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 #include "tinysplit/kernels.h"
 
 #include "requantize.h"
+#include "simd.h"
 
 void ts_max_pool_s8(const ts_pool_params *params, const ts_dims *input_dims, const int8_t *input,
                     const ts_dims *output_dims, int8_t *output)
@@ -38,6 +39,30 @@ void ts_max_pool_s8(const ts_pool_params *params, const ts_dims *input_dims, con
     }
 }
 
+/* The average of `count` cells whose in-input ones sum to `sum`, plus n_pad cells of the zero point:
+ * rounded half away from zero, then clamped. */
+static inline int8_t avg_out(const ts_pool_params *params, int32_t sum, int32_t n_pad, int32_t count)
+{
+    int32_t avg;
+    sum += n_pad * params->input_zero_point;
+    if (count <= 0) {
+        avg = params->input_zero_point;
+    } else if (sum >= 0) {
+        avg = (sum + count / 2) / count;
+    } else {
+        avg = (sum - count / 2) / count;
+    }
+    return (int8_t)ts_clamp(avg, params->act_min, params->act_max);
+}
+
+#if TS_HAVE_DSP
+/* lane 0 (low) or 1 (high) of two int16 lanes, sign-extended */
+static inline int32_t ts_lane_sum(int32_t lanes, int32_t lane)
+{
+    return (int32_t)(int16_t)(uint16_t)(((uint32_t)lanes >> (16 * lane)) & 0xFFFFu);
+}
+#endif
+
 /* Average pooling, rounded half away from zero. The window's cells inside the input are summed;
  * with count_include_pad the cells in the padding (inside the padded extent) count too, each as
  * the zero point (real 0), and the divisor counts them. No scratch: one channel at a time. */
@@ -67,23 +92,34 @@ void ts_avg_pool_s8(const ts_pool_params *params, const ts_dims *input_dims, con
                 const int32_t n_pad = params->count_include_pad ? (ph1 - ph0) * (pw1 - pw0) - n_in : 0;
                 const int32_t count = n_in + n_pad;
                 int8_t *out = output + ((b * output_dims->h + oh) * output_dims->w + ow) * ch;
-                for (c = 0; c < ch; ++c) {
-                    int32_t sum = n_pad * params->input_zero_point;
-                    int32_t avg;
+                c = 0;
+#if TS_HAVE_DSP
+                /* four channels at a time in 16-bit lanes: |sum| <= 128 * n_in fits when n_in <= 256 */
+                for (; n_in <= 256 && c + 4 <= ch; c += 4) {
+                    int32_t even = 0, odd = 0; /* lanes (c, c + 2) and (c + 1, c + 3) */
+                    for (kh = kh0; kh < kh1; ++kh) {
+                        const int8_t *x = batch_input + ((ih0 + kh) * input_dims->w + iw0) * ch + c;
+                        for (kw = kw0; kw < kw1; ++kw) {
+                            const int32_t v = ts_load32(x + kw * ch);
+                            even = ts_sxtab16(even, v);
+                            odd = ts_sxtab16_ror8(odd, v);
+                        }
+                    }
+                    out[c] = avg_out(params, ts_lane_sum(even, 0), n_pad, count);
+                    out[c + 1] = avg_out(params, ts_lane_sum(odd, 0), n_pad, count);
+                    out[c + 2] = avg_out(params, ts_lane_sum(even, 1), n_pad, count);
+                    out[c + 3] = avg_out(params, ts_lane_sum(odd, 1), n_pad, count);
+                }
+#endif
+                for (; c < ch; ++c) {
+                    int32_t sum = 0;
                     for (kh = kh0; kh < kh1; ++kh) {
                         const int8_t *x = batch_input + ((ih0 + kh) * input_dims->w + iw0) * ch + c;
                         for (kw = kw0; kw < kw1; ++kw) {
                             sum += x[kw * ch];
                         }
                     }
-                    if (count <= 0) {
-                        avg = params->input_zero_point;
-                    } else if (sum >= 0) {
-                        avg = (sum + count / 2) / count;
-                    } else {
-                        avg = (sum - count / 2) / count;
-                    }
-                    out[c] = (int8_t)ts_clamp(avg, params->act_min, params->act_max);
+                    out[c] = avg_out(params, sum, n_pad, count);
                 }
             }
         }
