@@ -997,7 +997,7 @@ PERF_FC = [(1, 256, 64)]
 PERF_BOUNDS = {  # emulated instructions per MAC, whole kernel call (im2col and requantization included)
     "ts_conv_s8:perf_3x3_16to32": 1.24,
     "ts_conv_s8:perf_1x1_32to64": 1.62,
-    "ts_depthwise_conv_s8:perf_dw_3x3_c64": 7.2,
+    "ts_depthwise_conv_s8:perf_dw_3x3_c64": 2.6,
     "fc:1x256x64": 1.9,
     "ts_conv_s8_wide:perf_3x3_16to32": 1.1,
     "ts_conv_s8_wide:perf_1x1_32to64": 1.52,

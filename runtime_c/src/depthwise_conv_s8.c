@@ -729,32 +729,32 @@ static TS_NOINLINE void dw_column(const int16_t *p0, const int16_t *p1, const in
 }
 
 /* Prepares channel c's weights (doubled, as the six words of the column loop) and requantization;
- * 0 when the channel does not fit the fast path (accumulator bound, shift). */
-static int dw_ctx_make(const ts_conv_params *params, const ts_channel_quant *quant, const int8_t *filter,
-                       const int32_t *bias, int32_t ch, int32_t c, dw_ctx *k)
+ * 0 when the channel does not fit the fast path (right shift in [1, TS_RQZ_MAX_RIGHT], and
+ * |bias| <= 2^29 so that 2 * (bias + input_offset * sum of w + sum of w * x) fits in int32:
+ * |input_offset * sum of w| and |sum of w * x| are at most 9 * 128 * 128 each). */
+static TS_NOINLINE int dw_ctx_make(const ts_conv_params *params, const ts_channel_quant *quant, const int8_t *filter,
+                                   const int32_t *bias, int32_t ch, int32_t c, dw_ctx *k)
 {
-    const int32_t shift = quant->shift[c];
-    int32_t j, sum = 0;
-    int64_t folded;
-    if (!ts_rqz_ok(shift)) {
+    const int32_t e = -quant->shift[c];
+    const int32_t b = bias != NULL ? bias[c] : 0;
+    const int8_t *f = filter + c;
+    /* taps kh * 3 + kw; plane row j is filter column kw = j, along it run the taps kh = 0, 1, 2 */
+    const int32_t w0 = f[0], w1 = f[ch], w2 = f[2 * ch], w3 = f[3 * ch], w4 = f[4 * ch], w5 = f[5 * ch];
+    const int32_t w6 = f[6 * ch], w7 = f[7 * ch], w8 = f[8 * ch];
+    const int32_t sum = w0 + w1 + w2 + w3 + w4 + w5 + w6 + w7 + w8;
+    if ((uint32_t)(e - 1) >= (uint32_t)TS_RQZ_MAX_RIGHT || b > (1 << 29) || b < -(1 << 29)) {
         return 0;
     }
-    for (j = 0; j < 3; ++j) {
-        /* plane row j is filter column kw = j; along it run the taps kh = 0, 1, 2 */
-        const int32_t w0 = filter[j * ch + c], w1 = filter[(3 + j) * ch + c], w2 = filter[(6 + j) * ch + c];
-        k->wq[2 * j] = dw_pack(2 * w0, 2 * w1);
-        k->wq[2 * j + 1] = dw_pack(2 * w1, 2 * w2);
-        sum += w0 + w1 + w2;
-    }
-    folded = (int64_t)(bias != NULL ? bias[c] : 0) + (int64_t)params->input_offset * sum;
-    /* |sum of w * x| <= 9 * 128 * 128, and 2 * acc must fit in int32 */
-    if (folded > ((int64_t)1 << 30) - 1 - 9 * 128 * 128 || folded < -((int64_t)1 << 30) + 9 * 128 * 128) {
-        return 0;
-    }
-    k->bias2 = (int32_t)(2 * folded);
+    k->wq[0] = dw_pack(2 * w0, 2 * w3);
+    k->wq[1] = dw_pack(2 * w3, 2 * w6);
+    k->wq[2] = dw_pack(2 * w1, 2 * w4);
+    k->wq[3] = dw_pack(2 * w4, 2 * w7);
+    k->wq[4] = dw_pack(2 * w2, 2 * w5);
+    k->wq[5] = dw_pack(2 * w5, 2 * w8);
+    k->bias2 = 2 * (b + params->input_offset * sum);
     k->multiplier = quant->multiplier[c];
-    k->sh = -shift;
-    k->round = (int32_t)((1u << (uint32_t)(-shift - 1)) + (uint32_t)params->output_offset * (1u << (uint32_t)-shift));
+    k->sh = e;
+    k->round = (int32_t)((1u << (uint32_t)(e - 1)) + (uint32_t)params->output_offset * (1u << (uint32_t)e));
     return 1;
 }
 
