@@ -270,12 +270,12 @@ static int32_t dw_dsp(const ts_conv_params *params, const ts_channel_quant *quan
  * Fast path: multiplier 1, 3x3 filter, stride 1 and dilation 1 along H (any stride, dilation and
  * padding along W), one channel at a time.
  *
- * The channel's input is copied, sign-extended to int16, into a plane in scratch whose rows are
- * the input's columns (iw) and whose values run along H, with the padding of the top and bottom
+ * Channels c and c + 1 are copied, sign-extended to int16, into two planes in scratch whose rows
+ * are the input's columns (iw) and whose values run along H, with the padding of the top and bottom
  * written out: plane[iw][pad.top + ih] = x[ih][iw]. Padding holds the input's zero point (-input
  * offset), and the input offset times the sum of the weights is folded into the bias, so a padded
- * tap adds nothing and the values need no offset. Row W holds only the zero point: the left and
- * right padding columns point at it.
+ * tap adds nothing and the values need no offset. Row W holds only the zero point: the columns of
+ * the left and right padding read it (a per-call table gives each output column's three rows).
  *
  * One output column (fixed ow) is then a run along the plane's rows: output s reads values s, s+1,
  * s+2 of three rows. Four consecutive outputs take three aligned words per row, q0 = (v0, v1),
@@ -284,11 +284,14 @@ static int32_t dw_dsp(const ts_conv_params *params, const ts_channel_quant *quan
  *   out2 += smlad(q1, a) + q2.lo * b.hi      out3 += q1.hi * a.lo + smlad(q2, b)
  * that is 8 multiply instructions for 12 MACs, each row's input words loaded once.
  *
- * The weights are doubled and so are the accumulators (|acc| < 2^30 is checked per channel), so the
- * requantization (right shift e >= 1, ts_rqz_ok) is SMMLAR's rounded high word:
+ * The weights are doubled and so are the accumulators (|acc| < 2^30: dw_ctx_make bounds the bias),
+ * so the requantization (right shift e >= 1, ts_rqz_ok) is SMMLAR's rounded high word:
  *   high_mul(acc, m) = (acc * m + 2^30) >> 31 = (2 acc * m + 2^31) >> 32
  *   out = (smmlar(2 acc, m, 2^(e-1) + zp * 2^e) - [acc < 0]) >> e     (then the int8 clamp)
  * which is ts_rqz_apply's identity: rdiv_pot(h, e) + zp = floor((h + 2^(e-1) - [acc < 0]) / 2^e) + zp.
+ * A channel outside these bounds (a left shift, a huge bias) runs in plain C. With TS_DSP_ASM a
+ * whole channel (its columns, steps of four and last one to three outputs) is one asm loop,
+ * dw_channel_asm, when the clamp is SSAT alone; dw_column is its C version (and the clamped one).
  * ------------------------------------------------------------------------------------------------ */
 
 #if defined(__ARM_FEATURE_DSP) && !defined(TS_NO_DSP)
