@@ -78,7 +78,7 @@ pub use pool::{avg_pool_s8, max_pool_s8, PoolParams};
 pub use quantize::{dequantize_s8_f32, quantize_f32_s8};
 pub use softmax::softmax_s8;
 #[cfg(feature = "std")]
-pub use threads::{ScopedThreads, ThreadPool};
+pub use threads::ThreadPool;
 
 /// A rank-4 NHWC shape (`ts_dims`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
