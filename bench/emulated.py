@@ -55,6 +55,7 @@ def main() -> int:
     parser.add_argument("--layers", action="store_true", help="also print each model's per-layer table")
     parser.add_argument("--json", type=Path, help="write all results to this file")
     parser.add_argument("--workdir", type=Path, help="keep the builds here (default: temporary folders)")
+    parser.add_argument("--weights", default="auto", choices=["auto", "int8", "int16"], help="int8 weight storage")
     args = parser.parse_args()
 
     arches = args.arch or list(TARGET_OF_ARCH)
@@ -71,7 +72,9 @@ def main() -> int:
                 continue
             workdir = args.workdir / f"{path.stem}-{arch}" if args.workdir else None
             start = time.perf_counter()
-            result = bench_model(path, TARGET_OF_ARCH[arch], arch, workdir, args.seed, strict=False)
+            result = bench_model(
+                path, TARGET_OF_ARCH[arch], arch, workdir, args.seed, strict=False, weights=args.weights
+            )
             print(f"{name} on {arch}: {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
             if args.layers:
                 print(format_table(result) + "\n", flush=True)

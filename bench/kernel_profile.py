@@ -35,6 +35,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write per-layer results here")
     parser.add_argument("--compare", type=Path, help="a previous --json file to compare against")
     parser.add_argument("--quiet", action="store_true", help="only the per-model lines")
+    parser.add_argument("--weights", default="auto", choices=["auto", "int8", "int16"], help="int8 weight storage")
     args = parser.parse_args()
 
     before = json.loads(args.compare.read_text()) if args.compare else {}
@@ -46,7 +47,7 @@ def main() -> int:
         if not path.exists():
             print(f"skipping {name}: not in {SHARED}", file=sys.stderr)
             continue
-        r = bench_model(path, "stm32", "cortex-m4", seed=args.seed, strict=False)
+        r = bench_model(path, "stm32", "cortex-m4", seed=args.seed, strict=False, weights=args.weights)
         failed |= not r.check.ok
         layers = [{"name": x.name, "op": x.op, "macs": x.macs, "instructions": x.instructions} for x in r.layers]
         results[name] = {"total": r.total_instructions, "macs": r.macs, "layers": layers, "check": str(r.check)}

@@ -307,6 +307,7 @@ def bench_model(
     input_shapes: dict[str, tuple[int, ...]] | None = None,
     strict: bool = True,
     timeout: float = 600.0,
+    weights: str = "auto",
 ) -> BenchResult:
     """Compiles ``model_path`` for ``target``, runs it once on the emulator of ``arch`` (default: the
     target's ``emulator``) and measures it; ``workdir`` keeps the build (default: a temporary folder).
@@ -317,7 +318,7 @@ def bench_model(
     the reference interpreter."""
     model_path = Path(model_path)
     chosen = _emulator_of(target, arch)
-    graph, _ = build_graph(model_path, CompileOptions(target=target, input_shapes=input_shapes))
+    graph, _ = build_graph(model_path, CompileOptions(target=target, input_shapes=input_shapes, weights=weights))
     inputs = random_inputs(graph, seed)
     with tempfile.TemporaryDirectory(prefix="tinysplit-bench-") as tmp:
         root = Path(workdir) if workdir is not None else Path(tmp)
@@ -417,12 +418,13 @@ def bench_cli(
     json_file: Path | None = None,
     seed: int = 0,
     input_shapes: dict[str, tuple[int, ...]] | None = None,
+    weights: str = "auto",
 ) -> None:
     """``tinysplit bench``: print the table (and write the JSON); exit 1 when the outputs differ."""
     import typer
 
     try:
-        result = bench_model(model, target, arch, seed=seed, input_shapes=input_shapes, strict=False)
+        result = bench_model(model, target, arch, seed=seed, input_shapes=input_shapes, strict=False, weights=weights)
     except ToolMissingError as e:
         raise CompileError(f"{e} (scripts/setup.sh installs the toolchains and QEMU)") from None
     typer.echo(format_table(result))

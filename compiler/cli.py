@@ -271,12 +271,18 @@ def bench(
     json_file: Annotated[Path | None, typer.Option("--json", help="Also write the results to this JSON file.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
     input_shape: InputShape = None,
+    weights: Annotated[
+        str, typer.Option(help="int8 conv / fully connected weight storage: auto, int8, int16.")
+    ] = "auto",
 ) -> None:
     """Run MODEL once on an emulated microcontroller (QEMU): per-layer and total emulated instructions,
     instructions per MAC, flash, RAM and stack; outputs checked against the reference (exit 1 if they differ)."""
     from tinysplit.compiler.bench import bench_cli
+    from tinysplit.passes.weight_layout import WEIGHT_LAYOUTS
 
-    bench_cli(model, target, arch, json_file, seed, parse_input_shapes(input_shape))
+    if weights not in WEIGHT_LAYOUTS:
+        raise CompileError(f"--weights {weights!r}: use {', '.join(WEIGHT_LAYOUTS)}")
+    bench_cli(model, target, arch, json_file, seed, parse_input_shapes(input_shape), weights)
 
 
 def _register_server_commands() -> None:

@@ -50,7 +50,7 @@ def test_inspect_lists_layers_and_totals() -> None:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing_file", "garbage_file", "unsupported_op", "unknown_target", "bad_input_shape"],
+    ["missing_file", "garbage_file", "unsupported_op", "unknown_target", "bad_input_shape", "bad_weights"],
 )
 def test_bad_input_is_refused_cleanly(tmp_path: Path, case: str) -> None:
     out = tmp_path / "out"
@@ -67,6 +67,8 @@ def test_bad_input_is_refused_cleanly(tmp_path: Path, case: str) -> None:
         extra, expect = ["--target", "pdp11"], "pdp11"
     elif case == "bad_input_shape":
         extra, expect = ["--input-shape", "input:1,x,28"], "--input-shape"
+    elif case == "bad_weights":
+        extra, expect = ["--weights", "int4"], "--weights"
     result = runner.invoke(app, ["compile", str(model), "-o", str(out), *extra])
     assert result.exit_code == 2, result.output
     assert "error:" in result.output and expect in result.output
@@ -181,3 +183,21 @@ def test_split_writes_the_riot_application(tmp_path: Path) -> None:
     runtime_makefile = (c / "runtime" / "Makefile").read_text().splitlines()
     assert any(line.startswith("SRC = ") and line.endswith("random_riot.c") for line in runtime_makefile)
     assert (c / "runtime" / "wire" / "random_riot.c").is_file()
+
+
+def test_weights_option_chooses_the_weight_storage(tmp_path: Path) -> None:
+    """On a DSP target the quantized MNIST conv / fully connected weights are stored widened to int16
+    (auto), which the report accounts for; --weights int8 keeps them int8."""
+    calibration = ROOT / "examples" / "mnist" / "calibration.npz"
+    reports, sources = {}, {}
+    for weights in ("auto", "int8"):
+        out = tmp_path / weights
+        args = ["compile", str(MNIST), "--target", "stm32", "-o", str(out), "--weights", weights]
+        result = runner.invoke(app, [*args, "--quantize", "int8", "--calibration", str(calibration)])
+        assert result.exit_code == 0, result.output
+        reports[weights] = json.loads((out / "report.json").read_text())["memory"]
+        sources[weights] = (out / "c" / "model.c").read_text()
+    assert reports["int8"]["widened_weight_layers"] == 0 and "_wide(" not in sources["int8"]
+    assert reports["auto"]["widened_weight_layers"] > 0 and "ts_conv_s8_wide(" in sources["auto"]
+    assert reports["auto"]["int8_weight_bytes"] == reports["int8"]["weight_bytes"]
+    assert reports["auto"]["weight_bytes"] > 1.9 * reports["int8"]["weight_bytes"] - 4096
