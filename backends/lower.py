@@ -100,7 +100,8 @@ def scratch_bytes(graph: Graph, node: Node) -> int:
         _, kh, kw, cin_g = graph.tensors[node.inputs[1]].shape
         if is_depthwise(graph, node):
             oh, ow = graph.tensors[node.outputs[0]].shape[1:3]
-            return max(8 * kh * kw, 12 * ow + 8 * ((oh + 6) // 2) * (x.shape[2] + 1))
+            sh = node.attrs.get("strides", (1, 1))[0]
+            return max(8 * kh * kw, 12 * ow + 8 * ((sh * oh + 6) // 2) * (x.shape[2] + 1))
         k = kh * kw * cin_g
         kp = (k + 3) & ~3
         requantization = 16 * graph.tensors[node.inputs[1]].shape[0]

@@ -1,11 +1,11 @@
 """ts_depthwise_conv_s8 on the shapes its fast paths special-case, bit for bit against the reference.
 
-The 3x3 fast path (multiplier 1, stride 1 and dilation 1 along H; anything along W) copies a channel
-into an int16 plane with the vertical padding written out and runs four outputs of a column per
-step, with a separate tail for the last one to three; every other shape takes the general path.
+The 3x3 fast path (multiplier 1, stride 1 or 2 and dilation 1 along H; anything along W) copies two
+channels into int16 planes with the vertical padding written out and runs four outputs of a column
+per step, with a separate tail for the last one to three; every other shape takes the general path.
 The cases cover both and the borders between them: odd widths and heights, every height modulo 4,
 outputs shorter than one step, padding on all sides (asymmetric, wider than the kernel), stride
-and dilation along either axis, channel counts that are not a multiple of 4, multiplier > 1,
+(2 and 3) and dilation along either axis, channel counts that are not a multiple of 4, multiplier > 1,
 clamped activations, batches, and channels that fall back to plain C (shift >= 0) beside fast ones.
 
 Host: the portable and the DSP-modelled builds (tests/c_runtime.py). Cortex-M4: one program of all
@@ -40,6 +40,10 @@ CASES = [  # x (N, H, W, C), Cout, kernel, ...; groups = C is set below
     ConvCase("dilation_w2", (1, 6, 8, 5), 5, (3, 3), dilations=(1, 2), pads=(1, 2, 1, 2)),
     ConvCase("stride_h2", (1, 9, 6, 8), 8, (3, 3), strides=(2, 1), pads=(1, 1, 1, 1)),
     ConvCase("stride2", (1, 9, 9, 6), 6, (3, 3), strides=(2, 2), pads=(0, 0, 1, 1)),
+    ConvCase("stride_h2_mod4_3", (1, 13, 5, 5), 5, (3, 3), strides=(2, 1), pads=(1, 1, 1, 1)),
+    ConvCase("stride2_mod4_2_relu", (1, 12, 4, 3), 3, (3, 3), strides=(2, 2), pads=(0, 1, 1, 0), act=(0.0, INF)),
+    ConvCase("stride2_two_rows", (1, 4, 3, 2), 2, (3, 3), strides=(2, 2), pads=(1, 1, 1, 1)),
+    ConvCase("stride3", (1, 10, 6, 4), 4, (3, 3), strides=(3, 1), pads=(1, 1, 1, 1)),
     ConvCase("dilation_h2", (1, 9, 6, 4), 4, (3, 3), dilations=(2, 1), pads=(2, 1, 2, 1)),
     ConvCase("mult2", (1, 6, 5, 3), 6, (3, 3), pads=(1, 1, 1, 1)),
     ConvCase("k5x3", (1, 7, 6, 4), 4, (5, 3), pads=(2, 1, 2, 1)),

@@ -13,23 +13,25 @@
  * backends/lower.py (scratch_bytes) gives the same number. */
 #if TS_HAVE_DSP
 
-static int32_t dw_plane_len(int32_t oh)
+/* int16 values per plane row: the padded input along H that the outputs read, and more */
+static int32_t dw_plane_len(int32_t stride_h, int32_t oh)
 {
-    return (oh + 6) & ~1;
+    return (stride_h * oh + 6) & ~1;
 }
 #endif
 
 int32_t ts_depthwise_conv_s8_get_buffer_size(const ts_conv_params *params, const ts_dims *input_dims,
                                              const ts_dims *filter_dims, const ts_dims *output_dims)
 {
-    (void)params;
 #if TS_HAVE_DSP
     {
         const int32_t general = 2 * 4 * filter_dims->h * filter_dims->w;
-        const int32_t fast = 12 * output_dims->w + 4 * dw_plane_len(output_dims->h) * (input_dims->w + 1);
+        const int32_t fast =
+            12 * output_dims->w + 4 * dw_plane_len(params->stride.h, output_dims->h) * (input_dims->w + 1);
         return general > fast ? general : fast;
     }
 #else
+    (void)params;
     (void)input_dims;
     (void)filter_dims;
     (void)output_dims;
@@ -267,8 +269,8 @@ static int32_t dw_dsp(const ts_conv_params *params, const ts_channel_quant *quan
 }
 
 /* ------------------------------------------------------------------------------------------------
- * Fast path: multiplier 1, 3x3 filter, stride 1 and dilation 1 along H (any stride, dilation and
- * padding along W), one channel at a time.
+ * Fast path: multiplier 1, 3x3 filter, stride 1 or 2 and dilation 1 along H (any stride, dilation
+ * and padding along W), one channel at a time.
  *
  * Channels c and c + 1 are copied, sign-extended to int16, into two planes in scratch whose rows
  * are the input's columns (iw) and whose values run along H, with the padding of the top and bottom
@@ -282,7 +284,8 @@ static int32_t dw_dsp(const ts_conv_params *params, const ts_channel_quant *quan
  * q1 = (v2, v3), q2 = (v4, v5), and the row's weights as two words, a = (w0, w1), b = (w1, w2):
  *   out0 += smlad(q0, a) + q1.lo * b.hi      out1 += q0.hi * a.lo + smlad(q1, b)
  *   out2 += smlad(q1, a) + q2.lo * b.hi      out3 += q1.hi * a.lo + smlad(q2, b)
- * that is 8 multiply instructions for 12 MACs, each row's input words loaded once.
+ * that is 8 multiply instructions for 12 MACs, each row's input words loaded once. With stride 2,
+ * output j reads v2j, v2j+1, v2j+2: out_j += smlad((v2j, v2j+1), a) + v2j+2 * b.hi (five words).
  *
  * The weights are doubled and so are the accumulators (|acc| < 2^30: dw_ctx_make bounds the bias),
  * so the requantization (right shift e >= 1, ts_rqz_ok) is SMMLAR's rounded high word:
@@ -365,6 +368,7 @@ typedef struct {
     int32_t cstep;       /* from one column's output to the next's (C) */
     int32_t to_end;      /* from a column's first output to its end */
     int32_t act_min, act_max;
+    int32_t stride; /* along H: 1 or 2 */
 } dw_ctx;
 
 static inline int32_t dw_requant(const dw_ctx *k, int32_t acc2)
@@ -471,8 +475,10 @@ static TS_NOINLINE void dw_expand(const int8_t *x, int32_t h, int32_t w, int32_t
     }
 }
 
-/* Four outputs of a column (see above) from the rows r0, r1, r2 at the first one's values. */
-static inline void dw_step(const int16_t *r0, const int16_t *r1, const int16_t *r2, const dw_ctx *k, int32_t *acc)
+/* Four outputs of a column (see above) from the rows r0, r1, r2 at the first one's values (stride 1
+ * or 2 along H). */
+static inline __attribute__((always_inline)) void dw_step(const int16_t *r0, const int16_t *r1, const int16_t *r2,
+                                                          const dw_ctx *k, int32_t stride, int32_t *acc)
 {
     const int16_t *rows[3];
     int32_t a0 = k->bias2, a1 = k->bias2, a2 = k->bias2, a3 = k->bias2, j;
@@ -482,6 +488,14 @@ static inline void dw_step(const int16_t *r0, const int16_t *r1, const int16_t *
     for (j = 0; j < 3; ++j) {
         const int32_t wa = k->wq[2 * j], wb = k->wq[2 * j + 1];
         const int32_t q0 = ts_load32(rows[j]), q1 = ts_load32(rows[j] + 2), q2 = ts_load32(rows[j] + 4);
+        if (stride == 2) {
+            const int32_t q3 = ts_load32(rows[j] + 6), q4 = ts_load32(rows[j] + 8);
+            a0 = dw_smlabt(q1, wb, ts_smlad(q0, wa, a0));
+            a1 = dw_smlabt(q2, wb, ts_smlad(q1, wa, a1));
+            a2 = dw_smlabt(q3, wb, ts_smlad(q2, wa, a2));
+            a3 = dw_smlabt(q4, wb, ts_smlad(q3, wa, a3));
+            continue;
+        }
         a0 = dw_smlabt(q1, wb, ts_smlad(q0, wa, a0));
         a1 = ts_smlad(q1, wb, dw_smlatb(q0, wa, a1));
         a2 = dw_smlabt(q2, wb, ts_smlad(q1, wa, a2));
@@ -494,18 +508,81 @@ static inline void dw_step(const int16_t *r0, const int16_t *r1, const int16_t *
 }
 
 #if TS_DSP_ASM
-/* All columns of one channel when the clamp is SSAT alone: per column, the steps of four down to
- * its end (dw_step, the requantization and the stores in one loop), then its last one to three
- * outputs (dw_tail). base = &k->multiplier; k->rows, k->cols and k->out advance. */
-static TS_NOINLINE void dw_channel_asm(const int32_t *base)
+/* The channel loop's pieces (k = &multiplier of the context, see dw_ctx). */
+/* a column: its rows from the table, its output, its end; to 2f when it has no step of four */
+#define TS_DW_COLUMN                                                                                \
+    "0:\n\t"                                                                                       \
+    "ldr    %[a0], [%[k], #48]\n\t"                                                                \
+    "ldm    %[a0]!, {%[q0], %[q1], %[wb]}\n\t"                                                     \
+    "str    %[a0], [%[k], #48]\n\t"                                                                \
+    "ldr    %[a1], [%[k], #44]\n\t"                                                                \
+    "add    %[p0], %[a1], %[q0]\n\t"                                                               \
+    "add    %[p1], %[a1], %[q1]\n\t"                                                               \
+    "add    %[p2], %[a1], %[wb]\n\t"                                                               \
+    "ldrd   %[o], %[a2], [%[k], #56]\n\t"                                                          \
+    "add    %[a2], %[o], %[a2]\n\t"                                                                \
+    "str    %[a2], [%[k], #56]\n\t"                                                                \
+    "ldr    %[a2], [%[k], #64]\n\t"                                                                \
+    "add    %[a2], %[o], %[a2]\n\t"                                                                \
+    "str    %[a2], [%[k], #-4]\n\t"                                                                \
+    "cmp    %[o], %[a2]\n\t"                                                                       \
+    "beq    2f\n\t"
+/* acc2 -> int8 in R: (smmlar(acc2, m, round) + [acc2 < 0] * -1) >> e, SSAT (q0, q1, wb: m, round, e) */
+#define TS_DW_RQ(R, A)                                                                              \
+    "smmlar " R ", " A ", %[q0], %[q1]\n\t"                                                         \
+    "add    " R ", " R ", " A ", asr #31\n\t"                                                       \
+    "asr    " R ", " R ", %[wb]\n\t"                                                                \
+    "ssat   " R ", #8, " R "\n\t"
+/* the four accumulators of a step requantized and stored; back to 1b until the column's end */
+#define TS_DW_STEP_END                                                                              \
+    "ldm    %[k], {%[q0], %[q1], %[wb]}\n\t" /* multiplier, round, sh */                           \
+    TS_DW_RQ("%[wa]", "%[a0]") TS_DW_RQ("%[a0]", "%[a1]") TS_DW_RQ("%[a1]", "%[a2]")               \
+    TS_DW_RQ("%[a2]", "%[a3]")                                                                      \
+    "ldmdb  %[k], {%[q0], %[q1], %[wb]}\n\t" /* os, os3, end */                                    \
+    "strb   %[wa], [%[o]]\n\t"                                                                     \
+    "strb   %[a0], [%[o], %[q0]]\n\t"                                                              \
+    "strb   %[a1], [%[o], %[q0], lsl #1]\n\t"                                                      \
+    "strb   %[a2], [%[o], %[q1]]\n\t"                                                              \
+    "add    %[o], %[o], %[q0], lsl #2\n\t"                                                         \
+    "cmp    %[o], %[wb]\n\t"                                                                       \
+    "bne    1b\n\t"
+/* one output: (v0, v1) . a + v2 * b.hi per row, the rows advancing by STEP bytes; into A0 */
+#define TS_DW_ONE_ROW(P, WOFF, STEP)                                                                \
+    "ldrd   %[wa], %[wb], [%[k], #" WOFF "]\n\t"                                                   \
+    "ldrd   %[q0], %[q1], [%[" P "]]" STEP "\n\t"                                                  \
+    "smlad  %[a0], %[q0], %[wa], %[a0]\n\t"                                                        \
+    "smlabt %[a0], %[q1], %[wb], %[a0]\n\t"
+#define TS_DW_ONE(STEP)                                                                             \
+    "ldr    %[a0], [%[k], #12]\n\t" TS_DW_ONE_ROW("p0", "16", STEP) TS_DW_ONE_ROW("p1", "24", STEP)   \
+        TS_DW_ONE_ROW("p2", "32", STEP) "ldm    %[k], {%[q0], %[q1], %[wb]}\n\t" TS_DW_RQ("%[wa]", "%[a0]") \
+            "strb   %[wa], [%[o]]\n\t"
+/* the next column, back to 0b */
+#define TS_DW_NEXT                                                                                  \
+    "9:\n\t"                                                                                       \
+    "ldr    %[a0], [%[k], #52]\n\t"                                                                \
+    "subs   %[a0], %[a0], #1\n\t"                                                                  \
+    "str    %[a0], [%[k], #52]\n\t"                                                                \
+    "bne    0b\n\t"
+#define TS_DW_OPERANDS                                                                              \
+    : [p0] "=&r"(p0), [p1] "=&r"(p1), [p2] "=&r"(p2), [o] "=&r"(o), [a0] "=&r"(a0), [a1] "=&r"(a1),  \
+      [a2] "=&r"(a2), [a3] "=&r"(a3), [wa] "=&r"(wa), [q0] "=&r"(q0), [q1] "=&r"(q1), [wb] "=&r"(wb)  \
+    : [k] "r"(base)                                                                                 \
+    : "cc", "memory"
+/* LDM's register list must ascend: the words it brings live in fixed registers */
+#define TS_DW_LOCALS                                                                                \
+    register int32_t q0 __asm__("r8");                                                             \
+    register int32_t q1 __asm__("r9");                                                             \
+    register int32_t wb __asm__("r10");                                                            \
+    const int16_t *p0, *p1, *p2;                                                                    \
+    int8_t *o;                                                                                      \
+    int32_t a0, a1, a2, a3, wa
+
+/* All columns of one channel, stride 1 along H, when the clamp is SSAT alone: per column, the steps
+ * of four down to its end (dw_step, the requantization and the stores in one loop), then its last
+ * one to three outputs (dw_tail). base = &k->multiplier; k->rows, k->cols and k->out advance. */
+static TS_NOINLINE void dw_channel_asm1(const int32_t *base)
 {
-    /* LDM's register list must ascend: the words it brings live in fixed registers */
-    register int32_t q0 __asm__("r8");
-    register int32_t q1 __asm__("r9");
-    register int32_t wb __asm__("r10");
-    const int16_t *p0, *p1, *p2;
-    int8_t *o;
-    int32_t a0, a1, a2, a3, wa;
+    TS_DW_LOCALS;
 #define TS_DW_ROW(P, WOFF)                                                                          \
     "ldrd   %[wa], %[wb], [%[k], #" WOFF "]\n\t"                                                   \
     "ldrd   %[q0], %[q1], [%[" P "]], #8\n\t"                                                      \
@@ -526,109 +603,114 @@ static TS_NOINLINE void dw_channel_asm(const int32_t *base)
     "smlatb %[a1], %[q0], %[wa], %[a1]\n\t"                                                        \
     "smlabt %[a0], %[q1], %[wb], %[a0]\n\t"                                                        \
     "smlad  %[a1], %[q1], %[wb], %[a1]\n\t"
-#define TS_DW_TAIL1(P, WOFF)                                                                        \
-    "ldrd   %[wa], %[wb], [%[k], #" WOFF "]\n\t"                                                   \
-    "ldrd   %[q0], %[q1], [%[" P "]]\n\t"                                                          \
-    "smlad  %[a0], %[q0], %[wa], %[a0]\n\t"                                                        \
-    "smlabt %[a0], %[q1], %[wb], %[a0]\n\t"
-/* acc2 -> int8 in R: (smmlar(acc2, m, round) + [acc2 < 0] * -1) >> e, SSAT (q0, q1, wb: m, round, e) */
-#define TS_DW_RQ(R, A)                                                                              \
-    "smmlar " R ", " A ", %[q0], %[q1]\n\t"                                                         \
-    "add    " R ", " R ", " A ", asr #31\n\t"                                                       \
-    "asr    " R ", " R ", %[wb]\n\t"                                                                \
-    "ssat   " R ", #8, " R "\n\t"
-    __asm__ volatile(
-        /* a column: its rows from the table, its output, its end */
-        "0:\n\t"
-        "ldr    %[a0], [%[k], #48]\n\t"
-        "ldm    %[a0]!, {%[q0], %[q1], %[wb]}\n\t"
-        "str    %[a0], [%[k], #48]\n\t"
-        "ldr    %[a1], [%[k], #44]\n\t"
-        "add    %[p0], %[a1], %[q0]\n\t"
-        "add    %[p1], %[a1], %[q1]\n\t"
-        "add    %[p2], %[a1], %[wb]\n\t"
-        "ldrd   %[o], %[a2], [%[k], #56]\n\t"
-        "add    %[a2], %[o], %[a2]\n\t"
-        "str    %[a2], [%[k], #56]\n\t"
-        "ldr    %[a2], [%[k], #64]\n\t"
-        "add    %[a2], %[o], %[a2]\n\t"
-        "str    %[a2], [%[k], #-4]\n\t"
-        "cmp    %[o], %[a2]\n\t"
-        "beq    2f\n\t"
-        /* steps of four; the first row's first multiplies add to the bias (in a3 until its own) */
-        "1:\n\t"
-        "ldr    %[a3], [%[k], #12]\n\t"
-        "ldrd   %[wa], %[wb], [%[k], #16]\n\t"
-        "ldrd   %[q0], %[q1], [%[p0]], #8\n\t"
-        "smlad  %[a0], %[q0], %[wa], %[a3]\n\t"
-        "smlatb %[a1], %[q0], %[wa], %[a3]\n\t"
-        "smlabt %[a0], %[q1], %[wb], %[a0]\n\t"
-        "smlad  %[a1], %[q1], %[wb], %[a1]\n\t"
-        "ldr    %[q0], [%[p0]]\n\t"
-        "smlad  %[a2], %[q1], %[wa], %[a3]\n\t"
-        "smlatb %[a3], %[q1], %[wa], %[a3]\n\t"
-        "smlabt %[a2], %[q0], %[wb], %[a2]\n\t"
-        "smlad  %[a3], %[q0], %[wb], %[a3]\n\t"
-        TS_DW_ROW("p1", "24")
-        TS_DW_ROW("p2", "32")
-        "ldm    %[k], {%[q0], %[q1], %[wb]}\n\t" /* multiplier, round, sh */
-        TS_DW_RQ("%[wa]", "%[a0]")
-        TS_DW_RQ("%[a0]", "%[a1]")
-        TS_DW_RQ("%[a1]", "%[a2]")
-        TS_DW_RQ("%[a2]", "%[a3]")
-        "ldmdb  %[k], {%[q0], %[q1], %[wb]}\n\t" /* os, os3, end */
-        "strb   %[wa], [%[o]]\n\t"
-        "strb   %[a0], [%[o], %[q0]]\n\t"
-        "strb   %[a1], [%[o], %[q0], lsl #1]\n\t"
-        "strb   %[a2], [%[o], %[q1]]\n\t"
-        "add    %[o], %[o], %[q0], lsl #2\n\t"
-        "cmp    %[o], %[wb]\n\t"
-        "bne    1b\n\t"
-        /* the last k->rem outputs: two, then one */
-        "2:\n\t"
-        "ldr    %[a3], [%[k], #40]\n\t"
-        "cmp    %[a3], #1\n\t"
-        "blt    9f\n\t"
-        "beq    4f\n\t"
-        "ldr    %[a0], [%[k], #12]\n\t"
-        "mov    %[a1], %[a0]\n\t"
-        TS_DW_TAIL2("p0", "16")
-        TS_DW_TAIL2("p1", "24")
-        TS_DW_TAIL2("p2", "32")
-        "ldm    %[k], {%[q0], %[q1], %[wb]}\n\t"
-        TS_DW_RQ("%[wa]", "%[a0]")
-        TS_DW_RQ("%[a0]", "%[a1]")
-        "ldr    %[q0], [%[k], #-12]\n\t"
-        "strb   %[wa], [%[o]]\n\t"
-        "strb   %[a0], [%[o], %[q0]]\n\t"
-        "add    %[o], %[o], %[q0], lsl #1\n\t"
-        "cmp    %[a3], #3\n\t"
-        "bne    9f\n\t"
-        "4:\n\t"
-        "ldr    %[a0], [%[k], #12]\n\t"
-        TS_DW_TAIL1("p0", "16")
-        TS_DW_TAIL1("p1", "24")
-        TS_DW_TAIL1("p2", "32")
-        "ldm    %[k], {%[q0], %[q1], %[wb]}\n\t"
-        TS_DW_RQ("%[wa]", "%[a0]")
-        "strb   %[wa], [%[o]]\n\t"
-        /* next column */
-        "9:\n\t"
-        "ldr    %[a0], [%[k], #52]\n\t"
-        "subs   %[a0], %[a0], #1\n\t"
-        "str    %[a0], [%[k], #52]\n\t"
-        "bne    0b\n\t"
-        : [p0] "=&r"(p0), [p1] "=&r"(p1), [p2] "=&r"(p2), [o] "=&r"(o), [a0] "=&r"(a0), [a1] "=&r"(a1),
-          [a2] "=&r"(a2), [a3] "=&r"(a3), [wa] "=&r"(wa), [q0] "=&r"(q0), [q1] "=&r"(q1), [wb] "=&r"(wb)
-        : [k] "r"(base)
-        : "cc", "memory");
+    __asm__ volatile(TS_DW_COLUMN
+                     /* steps of four; the first row's first multiplies add to the bias (in a3 until its own) */
+                     "1:\n\t"
+                     "ldr    %[a3], [%[k], #12]\n\t"
+                     "ldrd   %[wa], %[wb], [%[k], #16]\n\t"
+                     "ldrd   %[q0], %[q1], [%[p0]], #8\n\t"
+                     "smlad  %[a0], %[q0], %[wa], %[a3]\n\t"
+                     "smlatb %[a1], %[q0], %[wa], %[a3]\n\t"
+                     "smlabt %[a0], %[q1], %[wb], %[a0]\n\t"
+                     "smlad  %[a1], %[q1], %[wb], %[a1]\n\t"
+                     "ldr    %[q0], [%[p0]]\n\t"
+                     "smlad  %[a2], %[q1], %[wa], %[a3]\n\t"
+                     "smlatb %[a3], %[q1], %[wa], %[a3]\n\t"
+                     "smlabt %[a2], %[q0], %[wb], %[a2]\n\t"
+                     "smlad  %[a3], %[q0], %[wb], %[a3]\n\t"
+                     TS_DW_ROW("p1", "24")
+                     TS_DW_ROW("p2", "32")
+                     TS_DW_STEP_END
+                     /* the last k->rem outputs: two, then one */
+                     "2:\n\t"
+                     "ldr    %[a3], [%[k], #40]\n\t"
+                     "cmp    %[a3], #1\n\t"
+                     "blt    9f\n\t"
+                     "beq    4f\n\t"
+                     "ldr    %[a0], [%[k], #12]\n\t"
+                     "mov    %[a1], %[a0]\n\t"
+                     TS_DW_TAIL2("p0", "16")
+                     TS_DW_TAIL2("p1", "24")
+                     TS_DW_TAIL2("p2", "32")
+                     "ldm    %[k], {%[q0], %[q1], %[wb]}\n\t"
+                     TS_DW_RQ("%[wa]", "%[a0]")
+                     TS_DW_RQ("%[a0]", "%[a1]")
+                     "ldr    %[q0], [%[k], #-12]\n\t"
+                     "strb   %[wa], [%[o]]\n\t"
+                     "strb   %[a0], [%[o], %[q0]]\n\t"
+                     "add    %[o], %[o], %[q0], lsl #1\n\t"
+                     "cmp    %[a3], #3\n\t"
+                     "bne    9f\n\t"
+                     "4:\n\t"
+                     TS_DW_ONE("")
+                     TS_DW_NEXT
+                     TS_DW_OPERANDS);
 #undef TS_DW_ROW
 #undef TS_DW_TAIL2
-#undef TS_DW_TAIL1
-#undef TS_DW_RQ
 }
 
-/* dw_channel_asm reads the context at fixed offsets */
+/* The same with stride 2 along H: output j of a step reads values 2j, 2j+1, 2j+2 of each row,
+ *   out_j += smlad((v2j, v2j+1), a) + v2j+2 * b.hi,
+ * five words per row and step; the last outputs one at a time. */
+static TS_NOINLINE void dw_channel_asm2(const int32_t *base)
+{
+    TS_DW_LOCALS;
+#define TS_DW_ROW(P, WOFF)                                                                          \
+    "ldrd   %[wa], %[wb], [%[k], #" WOFF "]\n\t"                                                   \
+    "ldrd   %[q0], %[q1], [%[" P "]], #8\n\t"                                                      \
+    "smlad  %[a0], %[q0], %[wa], %[a0]\n\t"                                                        \
+    "smlabt %[a0], %[q1], %[wb], %[a0]\n\t"                                                        \
+    "smlad  %[a1], %[q1], %[wa], %[a1]\n\t"                                                        \
+    "ldrd   %[q0], %[q1], [%[" P "]], #8\n\t"                                                      \
+    "smlabt %[a1], %[q0], %[wb], %[a1]\n\t"                                                        \
+    "smlad  %[a2], %[q0], %[wa], %[a2]\n\t"                                                        \
+    "smlabt %[a2], %[q1], %[wb], %[a2]\n\t"                                                        \
+    "smlad  %[a3], %[q1], %[wa], %[a3]\n\t"                                                        \
+    "ldr    %[q0], [%[" P "]]\n\t"                                                                 \
+    "smlabt %[a3], %[q0], %[wb], %[a3]\n\t"
+    __asm__ volatile(TS_DW_COLUMN
+                     "1:\n\t"
+                     "ldr    %[a3], [%[k], #12]\n\t"
+                     "ldrd   %[wa], %[wb], [%[k], #16]\n\t"
+                     "ldrd   %[q0], %[q1], [%[p0]], #8\n\t"
+                     "smlad  %[a0], %[q0], %[wa], %[a3]\n\t"
+                     "smlabt %[a0], %[q1], %[wb], %[a0]\n\t"
+                     "smlad  %[a1], %[q1], %[wa], %[a3]\n\t"
+                     "ldrd   %[q0], %[q1], [%[p0]], #8\n\t"
+                     "smlabt %[a1], %[q0], %[wb], %[a1]\n\t"
+                     "smlad  %[a2], %[q0], %[wa], %[a3]\n\t"
+                     "smlabt %[a2], %[q1], %[wb], %[a2]\n\t"
+                     "smlad  %[a3], %[q1], %[wa], %[a3]\n\t"
+                     "ldr    %[q0], [%[p0]]\n\t"
+                     "smlabt %[a3], %[q0], %[wb], %[a3]\n\t"
+                     TS_DW_ROW("p1", "24")
+                     TS_DW_ROW("p2", "32")
+                     TS_DW_STEP_END
+                     /* the last k->rem outputs, one at a time */
+                     "2:\n\t"
+                     "ldr    %[a3], [%[k], #40]\n\t"
+                     "cmp    %[a3], #0\n\t"
+                     "beq    9f\n\t"
+                     "3:\n\t"
+                     TS_DW_ONE(", #4")
+                     "ldr    %[q0], [%[k], #-12]\n\t"
+                     "add    %[o], %[o], %[q0]\n\t"
+                     "subs   %[a3], %[a3], #1\n\t"
+                     "bne    3b\n\t"
+                     TS_DW_NEXT
+                     TS_DW_OPERANDS);
+#undef TS_DW_ROW
+}
+#undef TS_DW_COLUMN
+#undef TS_DW_RQ
+#undef TS_DW_STEP_END
+#undef TS_DW_ONE_ROW
+#undef TS_DW_ONE
+#undef TS_DW_NEXT
+#undef TS_DW_OPERANDS
+#undef TS_DW_LOCALS
+
+/* dw_channel_asm1/2 read the context at fixed offsets */
 typedef char dw_ctx_layout[offsetof(dw_ctx, multiplier) == 12 && offsetof(dw_ctx, bias2) == 24 &&
                                    offsetof(dw_ctx, wq) == 28 && offsetof(dw_ctx, rem) == 52 &&
                                    offsetof(dw_ctx, plane) == 56 && offsetof(dw_ctx, rows) == 60 &&
@@ -698,22 +780,34 @@ static inline void dw_put(const dw_ctx *k, int32_t acc2, int full, int8_t *out)
 }
 
 /* n outputs of one column, out[j * os] for j < n, from the rows p0, p1, p2 (at output 0): the C
- * version of dw_column_steps, and the clamped one. */
+ * version of dw_channel_asm1/2 for one column, and the clamped one. */
 static TS_NOINLINE void dw_column(const int16_t *p0, const int16_t *p1, const int16_t *p2, dw_ctx *k, int8_t *out,
                                   int32_t n, int full)
 {
-    const int32_t os = k->os;
+    const int32_t os = k->os, st = k->stride;
     int32_t acc[4];
     for (; n >= 4; n -= 4) {
-        dw_step(p0, p1, p2, k, acc);
+        if (st == 2) {
+            dw_step(p0, p1, p2, k, 2, acc);
+        } else {
+            dw_step(p0, p1, p2, k, 1, acc);
+        }
         dw_put(k, acc[0], full, out);
         dw_put(k, acc[1], full, out + os);
         dw_put(k, acc[2], full, out + 2 * os);
         dw_put(k, acc[3], full, out + 3 * os);
-        p0 += 4;
-        p1 += 4;
-        p2 += 4;
+        p0 += 4 * st;
+        p1 += 4 * st;
+        p2 += 4 * st;
         out += 4 * os;
+    }
+    for (; st == 2 && n > 0; --n) {
+        dw_tail(p0, p1, p2, k, &acc[0], NULL);
+        dw_put(k, acc[0], full, out);
+        p0 += 2;
+        p1 += 2;
+        p2 += 2;
+        out += os;
     }
     if (n >= 2) {
         dw_tail(p0, p1, p2, k, &acc[0], &acc[1]);
@@ -767,7 +861,7 @@ static void dw_fast(const ts_conv_params *params, const ts_channel_quant *quant,
 {
     const int32_t ch = input_dims->c, h = input_dims->h, w = input_dims->w;
     const int32_t oh_n = output_dims->h, ow_n = output_dims->w;
-    const int32_t len = dw_plane_len(oh_n);
+    const int32_t len = dw_plane_len(params->stride.h, oh_n);
     const int full = params->act_min <= TS_INT8_MIN && params->act_max >= TS_INT8_MAX;
     /* scratch: the row table (three words per output column), then two planes (channels c, c + 1) */
     int32_t *rows = scratch;
@@ -792,6 +886,7 @@ static void dw_fast(const ts_conv_params *params, const ts_channel_quant *quant,
     k.to_end = (oh_n >> 2) * 4 * k.os;
     k.act_min = params->act_min;
     k.act_max = params->act_max;
+    k.stride = params->stride.h;
     for (b = 0; b < input_dims->n; ++b) {
         const int8_t *batch_input = input + b * h * w * ch;
         for (c = 0; c < ch; c += 2) {
@@ -818,7 +913,11 @@ static void dw_fast(const ts_conv_params *params, const ts_channel_quant *quant,
                     k.rows = rows;
                     k.cols = ow_n;
                     k.out = out;
-                    dw_channel_asm(&k.multiplier);
+                    if (k.stride == 1) {
+                        dw_channel_asm1(&k.multiplier);
+                    } else {
+                        dw_channel_asm2(&k.multiplier);
+                    }
                     continue;
                 }
 #endif
@@ -880,7 +979,7 @@ void ts_depthwise_conv_s8(const ts_conv_params *params, const ts_channel_quant *
     int32_t b, oh, ow;
 #if TS_HAVE_DSP
     if (mult == 1 && scratch != NULL && ((uintptr_t)scratch & 3u) == 0 && filter_dims->h == 3 &&
-        filter_dims->w == 3 && params->stride.h == 1 && params->dilation.h == 1) {
+        filter_dims->w == 3 && (params->stride.h == 1 || params->stride.h == 2) && params->dilation.h == 1) {
         dw_fast(params, quant, input_dims, input, filter_dims, filter, bias, output_dims, output, (int32_t *)scratch);
         return;
     }

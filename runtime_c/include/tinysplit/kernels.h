@@ -11,7 +11,7 @@
  *   NULL (or misaligned) scratch falls back to its plain C path: correct, only slower.
  *   With DSP, in bytes (K = KH * KW * Cin/groups):
  *     ts_conv_s8 (and _wide):  16 * Cout + 8 * K; 16 * Cout + 9 * Kp with Kp = (K + 3) & ~3 when (Cin/groups) % 4 != 0
- *     ts_depthwise_conv_s8:  max(8 * KH * KW, 12 * OW + 8 * ((OH + 6) / 2) * (W + 1)) (W: input width)
+ *     ts_depthwise_conv_s8:  max(8 * KH * KW, 12 * OW + 8 * ((SH * OH + 6) / 2) * (W + 1)) (W: input width, SH: stride along H)
  *     ts_fully_connected_s8: 2 * depth (_wide: 2 * Kp, Kp = (depth + 3) & ~3)
  * - int8 numerics are specified by tinysplit/compiler/quant.py and must agree bit for bit:
  *   requantize(acc, m, s) = rdiv_pot(high_mul(acc << max(s,0), m), max(-s,0)),
