@@ -94,6 +94,8 @@ def scratch_bytes(graph: Graph, node: Node) -> int:
     """Scratch a layer's kernel asks for: runtime_c's *_get_buffer_size, for the build that needs the most
     (the SIMD path on Cortex-M with DSP), so one arena fits every build of the generated code."""
     x = graph.tensors[node.inputs[0]]
+    if x.dtype == "float32":
+        return _scratch_bytes_f32(graph, node)
     if x.dtype != "int8":
         return 0
     if node.op == "conv2d":
@@ -109,6 +111,54 @@ def scratch_bytes(graph: Graph, node: Node) -> int:
     if node.op == "fully_connected":
         return 2 * ((graph.tensors[node.inputs[1]].shape[1] + 3) & ~3)  # the _wide variant pads depth to 4
     return 0
+
+
+def _scratch_bytes_f32(graph: Graph, node: Node) -> int:
+    """ts_conv_f32_get_buffer_size: the im2col rows of F32_CONV_COLS pixels, none for a 1x1 window
+    without padding (read in place); ts_depthwise_conv_f32_get_buffer_size."""
+    if node.op != "conv2d":
+        return 0
+    _, kh, kw, cin_g = graph.tensors[node.inputs[1]].shape
+    if is_depthwise(graph, node):
+        x, y = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+        strides, dilations = node.attrs.get("strides", (1, 1)), node.attrs.get("dilations", (1, 1))
+        blocked = kh == 3 and strides[0] == 1 and tuple(dilations) == (1, 1) and y.shape[3] == x.shape[3]
+        return 4 * (kw + 4) * x.shape[3] if blocked and x.shape[3] % 4 == 0 else 0
+    if kh == kw == 1 and not any(node.attrs.get("pads", (0, 0, 0, 0))):
+        return 0
+    return F32_CONV_COLS * kh * kw * cin_g * 4
+
+
+# The float32 kernels' register blocking (runtime_c/src/mat_mult_f32.h).
+F32_CONV_ROWS = 4
+F32_CONV_COLS = 3
+F32_FC_ROWS = 8
+
+
+def pack_rows_f32(w: np.ndarray, rows: int) -> np.ndarray:
+    """A float32 [M, K] weight matrix in the float kernels' packed layout: blocks of `rows` rows (M
+    rounded up with rows of zeros), each block stored k by k: w[b*rows + 0..rows-1][k] for k = 0..K-1."""
+    m, k = w.shape
+    blocks = -(-m // rows)
+    padded = np.zeros((blocks * rows, k), np.float32)
+    padded[:m] = w
+    return padded.reshape(blocks, rows, k).transpose(0, 2, 1).reshape(-1)
+
+
+def pack_depthwise_f32(w: np.ndarray) -> np.ndarray:
+    """A depthwise float32 filter [KH, KW, C] in ts_depthwise_conv_f32's layout: for each kw, each block
+    of 4 channels (C rounded up with zeros), each kh, the block's 4 weights."""
+    kh, kw, c = w.shape
+    padded = np.zeros((kh, kw, -(-c // 4) * 4), np.float32)
+    padded[..., :c] = w
+    return padded.reshape(kh, kw, -1, 4).transpose(1, 2, 0, 3).reshape(-1)
+
+
+def pack_conv_f32(w: np.ndarray, groups: int) -> np.ndarray:
+    """An OHWI float32 convolution filter in ts_conv_f32's layout: each group's rows packed by F32_CONV_ROWS."""
+    cout = w.shape[0]
+    per_group = w.reshape(groups, cout // groups, -1)
+    return np.concatenate([pack_rows_f32(g, F32_CONV_ROWS) for g in per_group])
 
 
 def is_depthwise(graph: Graph, node: Node) -> bool:
@@ -214,7 +264,10 @@ def _conv2d(graph: Graph, node: Node) -> tuple[str, list[Arg]]:
         else:
             kind += "_s8"
         return kind, [params, quantization, *shapes, _dims(y.shape), Buffer(y.name), Scratch()]
-    return f"{kind}_f32", [Struct("conv_f32_params", conv), *shapes, _dims(y.shape), Buffer(y.name)]
+    groups = int(node.attrs.get("groups", 1))
+    packed = pack_depthwise_f32(filt) if depthwise else pack_conv_f32(w.data, groups)
+    shapes = (shapes[0], shapes[1], shapes[2], Array(w.dtype, packed), shapes[4])
+    return f"{kind}_f32", [Struct("conv_f32_params", conv), *shapes, _dims(y.shape), Buffer(y.name), Scratch()]
 
 
 def _fully_connected(graph: Graph, node: Node) -> tuple[str, list[Arg]]:
@@ -231,6 +284,7 @@ def _fully_connected(graph: Graph, node: Node) -> tuple[str, list[Arg]]:
             operands[4] = Array("int16", weight_layout.smlad_weights("fully_connected", w.data))
             kernel += "_wide"
         return kernel, [params, _channel_quant(x, w, y, units), *operands, Buffer(y.name), Scratch()]
+    operands[4] = Array(w.dtype, pack_rows_f32(w.data, F32_FC_ROWS))
     return "fully_connected_f32", [lo, hi, *operands, Buffer(y.name)]
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinysplit.backends.lower import F32_FC_ROWS, pack_conv_f32, pack_depthwise_f32, pack_rows_f32
 from tinysplit.passes.weight_layout import smlad_weights
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,8 +200,10 @@ SIGNATURES: dict[str, tuple[type | None, list[type]]] = {
     "ts_softmax_s8": (None, [P, I32, I32, I32, I32, P, P]),
     "ts_quantize_f32_s8": (None, [c_float, I32, I32, P, P]),
     "ts_dequantize_s8_f32": (None, [c_float, I32, I32, P, P]),
-    "ts_conv_f32": (None, [P, P, P, P, P, P, P, P]),
-    "ts_depthwise_conv_f32": (None, [P, P, P, P, P, P, P, P]),
+    "ts_conv_f32_get_buffer_size": (I32, [P, P, P, P]),
+    "ts_conv_f32": (None, [P, P, P, P, P, P, P, P, P]),
+    "ts_depthwise_conv_f32_get_buffer_size": (I32, [P, P, P, P]),
+    "ts_depthwise_conv_f32": (None, [P, P, P, P, P, P, P, P, P]),
     "ts_fully_connected_f32": (None, [c_float, c_float, I32, I32, I32, P, P, P, P]),
     "ts_add_f32": (None, [c_float, c_float, P, P, P, P, P, P]),
     "ts_mul_f32": (None, [c_float, c_float, P, P, P, P, P, P]),
@@ -543,24 +546,25 @@ class CRuntime:
         out_shape: Sequence[int],
         *,
         depthwise: bool = False,
+        scratch: bool = True,
     ) -> np.ndarray:
+        """w: OHWI (depthwise: HWC), packed here as the compiler packs it; scratch=False passes NULL."""
         xc, wc, bc = _c(x, np.float32), _c(w, np.float32), _c(bias, np.float32)
         assert xc is not None and wc is not None
         in_dims, out_dims = _dims(xc.shape), _dims(out_shape)
         f_dims = Dims(1, *wc.shape) if depthwise else _dims(wc.shape)
         name = "ts_depthwise_conv_f32" if depthwise else "ts_conv_f32"
         out = _out(np.float32, out_shape)
-        getattr(self.lib, name)(
-            ctypes.byref(params),
-            ctypes.byref(in_dims),
-            _ptr(xc),
-            ctypes.byref(f_dims),
-            _ptr(wc),
-            _ptr(bc),
-            ctypes.byref(out_dims),
-            out.ptr,
-        )
+        args = [ctypes.byref(params), ctypes.byref(in_dims), _ptr(xc), ctypes.byref(f_dims)]
+        wc = np.ascontiguousarray(pack_depthwise_f32(wc) if depthwise else pack_conv_f32(wc, max(params.groups, 1)))
+        refs = [ctypes.byref(v) for v in (params, in_dims, f_dims, out_dims)]
+        size = getattr(self.lib, f"{name}_get_buffer_size")(*refs)
+        buffer = _Guarded(size) if size > 0 and scratch else None
+        args += [_ptr(wc), _ptr(bc), ctypes.byref(out_dims), out.ptr, buffer.ptr if buffer is not None else None]
+        getattr(self.lib, name)(*args)
         out.check(name)
+        if buffer is not None:
+            buffer.check(f"{name} scratch")
         return out.view(np.float32, out_shape)
 
     def fully_connected_f32(
@@ -570,6 +574,7 @@ class CRuntime:
         assert xc is not None and wc is not None
         batches, depth = xc.shape
         units = wc.shape[0]
+        wc = np.ascontiguousarray(pack_rows_f32(wc, F32_FC_ROWS))
         out = _out(np.float32, (batches, units))
         self.lib.ts_fully_connected_f32(act[0], act[1], batches, depth, units, _ptr(xc), _ptr(wc), _ptr(bc), out.ptr)
         out.check("ts_fully_connected_f32")

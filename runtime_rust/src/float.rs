@@ -52,13 +52,29 @@ fn clampf(x: f32, lo: f32, hi: f32) -> f32 {
     }
 }
 
-/// Sequential `acc + sum(x * w)` (same order as C: no reassociation).
+/// Rows per packed block of [`conv_f32`]'s filter (`TS_F32_CONV_ROWS`).
+pub const CONV_F32_ROWS: usize = 4;
+/// Rows per packed block of [`fully_connected_f32`]'s filter (`TS_F32_FC_ROWS`).
+pub const FC_F32_ROWS: usize = 8;
+
+/// Sequential `acc + sum(x[i] * w[i * stride])`, a dot product with one packed row (same order as
+/// C: no reassociation).
 #[inline(always)]
-fn dot(acc: f32, x: &[f32], w: &[f32]) -> f32 {
-    x.iter().zip(w).fold(acc, |acc, (&x, &w)| acc + x * w)
+fn dot_packed(acc: f32, x: &[f32], w: &[f32], stride: usize) -> f32 {
+    x.iter()
+        .zip(w.iter().step_by(stride))
+        .fold(acc, |acc, (&x, &w)| acc + x * w)
 }
 
-/// float32 convolution, NHWC, OHWI filter `{Cout, KH, KW, Cin / groups}`.
+/// Values of a packed filter of `rows` rows of `k` values in blocks of `block` rows.
+fn packed_len(rows: usize, k: usize, block: usize) -> usize {
+    rows.div_ceil(block) * block * k
+}
+
+/// float32 convolution, NHWC. `filter_dims` is `{Cout, KH, KW, Cin / groups}`; the filter is
+/// packed as the C kernel reads it: per group, its rows in blocks of [`CONV_F32_ROWS`] (zero rows
+/// appended), each block holding for each `k = (kh * KW + kw) * Cin / groups + c` the block's
+/// values of that `k`.
 pub fn conv_f32(
     params: &ConvF32Params,
     input_dims: &Dims,
@@ -68,18 +84,22 @@ pub fn conv_f32(
     bias: Option<&[f32]>,
     output_dims: &Dims,
     output: &mut [f32],
+    _scratch: &mut [u8],
 ) {
+    // `scratch` is the C kernel's im2col buffer (ts_conv_f32_get_buffer_size): unused here.
     let groups = params.groups.max(1);
     let (cin, cg, cout) = (input_dims.c, filter_dims.c, output_dims.c);
     let (kh_n, kw_n) = (filter_dims.h, filter_dims.w);
     assert!(cg * groups == cin && cout % groups == 0 && filter_dims.n == cout);
-    assert!(input.len() >= input_dims.size() && filter.len() >= filter_dims.size());
+    let rows = cout / groups;
+    let k_n = kh_n * kw_n * cg;
+    let group_len = packed_len(rows, k_n, CONV_F32_ROWS);
+    assert!(input.len() >= input_dims.size() && filter.len() >= groups * group_len);
     assert!(output.len() >= output_dims.size() && input_dims.n == output_dims.n);
     assert!(bias.is_none_or(|b| b.len() >= cout));
     if output_dims.size() == 0 {
         return;
     }
-    let rows = cout / groups;
     let tap = kw_n * cg;
     let in_row = input_dims.w * cin;
     let contiguous = groups == 1 && params.dilation.w == 1;
@@ -99,21 +119,28 @@ pub fn conv_f32(
                 let (kw0, kw1) = valid_taps(iw0, params.dilation.w, kw_n, input_dims.w);
                 let kh_end = if kw0 < kw1 { kh1 } else { kh0 };
                 for (oc, y) in out.iter_mut().enumerate() {
-                    let g = oc / rows;
-                    let w_oc = &filter[oc * kh_n * tap..(oc + 1) * kh_n * tap];
+                    let (g, r) = (oc / rows, oc % rows);
+                    let block = g * group_len + (r / CONV_F32_ROWS) * CONV_F32_ROWS * k_n;
+                    let w_oc = &filter[block + r % CONV_F32_ROWS..block + CONV_F32_ROWS * k_n];
                     let mut acc = bias.map_or(0.0, |b| b[oc]);
                     for kh in kh0..kh_end {
                         let ih = (ih0 + (kh * params.dilation.h) as isize) as usize;
-                        let w_row = &w_oc[kh * tap..(kh + 1) * tap];
+                        let w_row = &w_oc[kh * tap * CONV_F32_ROWS..];
                         if contiguous {
                             let iw = (iw0 + kw0 as isize) as usize;
                             let x = &batch_input[ih * in_row + iw * cin..][..(kw1 - kw0) * cin];
-                            acc = dot(acc, x, &w_row[kw0 * cg..kw1 * cg]);
+                            acc = dot_packed(
+                                acc,
+                                x,
+                                &w_row[kw0 * cg * CONV_F32_ROWS..],
+                                CONV_F32_ROWS,
+                            );
                         } else {
                             for kw in kw0..kw1 {
                                 let iw = (iw0 + (kw * params.dilation.w) as isize) as usize;
                                 let x = &batch_input[ih * in_row + iw * cin + g * cg..][..cg];
-                                acc = dot(acc, x, &w_row[kw * cg..(kw + 1) * cg]);
+                                let w = &w_row[kw * cg * CONV_F32_ROWS..];
+                                acc = dot_packed(acc, x, w, CONV_F32_ROWS);
                             }
                         }
                     }
@@ -124,7 +151,10 @@ pub fn conv_f32(
     }
 }
 
-/// float32 depthwise convolution: filter `{1, KH, KW, Cout}` HWC, `Cout = Cin * multiplier`.
+/// float32 depthwise convolution, `Cout = Cin * multiplier`: `filter_dims` is `{1, KH, KW, Cout}`;
+/// the filter is packed as the C kernel reads it: for each `kw`, each block of 4 output channels
+/// (`Cout` rounded up with zeros), each `kh`, the block's 4 weights. Per output, the taps are summed
+/// column by column (`kw` outer, `kh` inner), as in C.
 pub fn depthwise_conv_f32(
     params: &ConvF32Params,
     input_dims: &Dims,
@@ -134,11 +164,13 @@ pub fn depthwise_conv_f32(
     bias: Option<&[f32]>,
     output_dims: &Dims,
     output: &mut [f32],
+    _scratch: &mut [u8],
 ) {
     let (cin, cout) = (input_dims.c, output_dims.c);
     let (kh_n, kw_n) = (filter_dims.h, filter_dims.w);
+    let blocks = cout.div_ceil(4);
     assert!(cin > 0 && cout % cin == 0 && filter_dims.c == cout);
-    assert!(input.len() >= input_dims.size() && filter.len() >= kh_n * kw_n * cout);
+    assert!(input.len() >= input_dims.size() && filter.len() >= kh_n * kw_n * blocks * 4);
     assert!(output.len() >= output_dims.size() && input_dims.n == output_dims.n);
     assert!(bias.is_none_or(|b| b.len() >= cout));
     if output_dims.size() == 0 {
@@ -163,12 +195,12 @@ pub fn depthwise_conv_f32(
                 for (oc, y) in out.iter_mut().enumerate() {
                     let ic = oc / mult;
                     let mut acc = bias.map_or(0.0, |b| b[oc]);
-                    for kh in kh0..kh1 {
-                        let ih = (ih0 + (kh * params.dilation.h) as isize) as usize;
-                        for kw in kw0..kw1 {
-                            let iw = (iw0 + (kw * params.dilation.w) as isize) as usize;
-                            acc += batch_input[ih * in_row + iw * cin + ic]
-                                * filter[(kh * kw_n + kw) * cout + oc];
+                    for kw in kw0..kw1 {
+                        let iw = (iw0 + (kw * params.dilation.w) as isize) as usize;
+                        let w = &filter[((kw * blocks + oc / 4) * kh_n) * 4 + oc % 4..];
+                        for kh in kh0..kh1 {
+                            let ih = (ih0 + (kh * params.dilation.h) as isize) as usize;
+                            acc += batch_input[ih * in_row + iw * cin + ic] * w[kh * 4];
                         }
                     }
                     *y = clampf(acc, params.act_min, params.act_max);
@@ -178,7 +210,9 @@ pub fn depthwise_conv_f32(
     }
 }
 
-/// float32 fully connected: input `[batches, depth]`, filter `[units, depth]`.
+/// float32 fully connected: input `[batches, depth]`, filter `[units, depth]` packed in blocks of
+/// [`FC_F32_ROWS`] rows (zero rows appended), each block holding for each `k` the block's values of
+/// that `k`.
 pub fn fully_connected_f32(
     act_min: f32,
     act_max: f32,
@@ -190,7 +224,8 @@ pub fn fully_connected_f32(
     bias: Option<&[f32]>,
     output: &mut [f32],
 ) {
-    assert!(input.len() >= batches * depth && filter.len() >= units * depth);
+    assert!(input.len() >= batches * depth);
+    assert!(filter.len() >= packed_len(units, depth, FC_F32_ROWS));
     assert!(output.len() >= batches * units);
     assert!(bias.is_none_or(|b| b.len() >= units));
     if batches == 0 || units == 0 {
@@ -202,12 +237,10 @@ pub fn fully_connected_f32(
         .take(batches)
     {
         let x = &x[..depth];
-        for (u, (y, w)) in out
-            .iter_mut()
-            .zip(filter.chunks_exact(depth.max(1)))
-            .enumerate()
-        {
-            let acc = dot(bias.map_or(0.0, |b| b[u]), x, &w[..depth]);
+        for (u, y) in out.iter_mut().enumerate() {
+            let block = (u / FC_F32_ROWS) * FC_F32_ROWS * depth;
+            let w = &filter[block + u % FC_F32_ROWS..block + FC_F32_ROWS * depth];
+            let acc = dot_packed(bias.map_or(0.0, |b| b[u]), x, w, FC_F32_ROWS);
             *y = clampf(acc, act_min, act_max);
         }
     }

@@ -13,6 +13,10 @@
  *     ts_conv_s8 (and _wide):  16 * Cout + 8 * K; 16 * Cout + 9 * Kp with Kp = (K + 3) & ~3 when (Cin/groups) % 4 != 0
  *     ts_depthwise_conv_s8:  max(8 * KH * KW, 12 * OW + 8 * ((SH * OH + 6) / 2) * (W + 1)) (W: input width, SH: stride along H)
  *     ts_fully_connected_s8: 2 * depth (_wide: 2 * Kp, Kp = (depth + 3) & ~3)
+ *   The float32 convolutions use scratch on every build (their C paths run the same blocked loops):
+ *     ts_conv_f32:           12 * K, or 0 for a 1x1 window without padding (it reads the input in place)
+ *     ts_depthwise_conv_f32: 4 * (KW + 4) * C when KH = 3, stride_h = 1, no dilation, Cout = Cin and
+ *                            C % 4 == 0; else 0
  * - int8 numerics are specified by tinysplit/compiler/quant.py and must agree bit for bit:
  *   requantize(acc, m, s) = rdiv_pot(high_mul(acc << max(s,0), m), max(-s,0)),
  *   high_mul(a, m) = (a * m + 2^30) >> 31 on 64 bits, rdiv_pot rounds half away from zero.
@@ -193,12 +197,25 @@ typedef struct {
     float act_min, act_max;
 } ts_conv_f32_params;
 
+/* filter_dims = {Cout, KH, KW, Cin/groups}, but the filter data is packed for the register-blocked
+ * kernels: per group, its M = Cout/groups rows in blocks of 4 (M rounded up to a multiple of 4 with
+ * rows of zeros), block j holding for each k = (kh * KW + kw) * Cin/groups + c in turn the four values
+ * w[4j + 0..3][k] (backends/lower.py pack_rows_f32 with 4 rows). Scratch: see the top of this file. */
+int32_t ts_conv_f32_get_buffer_size(const ts_conv_f32_params *params, const ts_dims *input_dims,
+                                    const ts_dims *filter_dims, const ts_dims *output_dims);
 void ts_conv_f32(const ts_conv_f32_params *params, const ts_dims *input_dims, const float *input,
                  const ts_dims *filter_dims, const float *filter, const float *bias, const ts_dims *output_dims,
-                 float *output);
+                 float *output, void *scratch);
+/* filter_dims = {1, KH, KW, Cout}; the filter data is packed: for each kw, each block of 4 output
+ * channels (Cout rounded up to a multiple of 4 with zeros), each kh, the block's 4 weights
+ * (lower.py pack_depthwise_f32). Scratch: see the top of this file. */
+int32_t ts_depthwise_conv_f32_get_buffer_size(const ts_conv_f32_params *params, const ts_dims *input_dims,
+                                              const ts_dims *filter_dims, const ts_dims *output_dims);
 void ts_depthwise_conv_f32(const ts_conv_f32_params *params, const ts_dims *input_dims, const float *input,
                            const ts_dims *filter_dims, const float *filter, const float *bias,
-                           const ts_dims *output_dims, float *output);
+                           const ts_dims *output_dims, float *output, void *scratch);
+/* filter [units, depth], packed in blocks of 8 rows (units rounded up to a multiple of 8 with rows of
+ * zeros), block j holding for each k in turn w[8j + 0..7][k] (lower.py pack_rows_f32 with 8 rows). */
 void ts_fully_connected_f32(float act_min, float act_max, int32_t batches, int32_t depth, int32_t units,
                             const float *input, const float *filter, const float *bias, float *output);
 void ts_add_f32(float act_min, float act_max, const int32_t out_dims[4], const int32_t a_strides[4],

@@ -1,0 +1,92 @@
+/*
+ * Private: the register-blocked float32 matrix multiplications behind ts_conv_f32 and
+ * ts_fully_connected_f32, and the packed weight layout they read.
+ *
+ * Packed rows: a weight matrix of M rows (output channels) by K values is stored in blocks of R
+ * rows (M rounded up to a multiple of R with rows of zeros); block b holds, for each k in turn, the
+ * R values w[bR + 0][k] .. w[bR + R - 1][k]. One VLDM then loads several k of a whole block.
+ * The compiler packs them (backends/lower.py, pack_rows_f32): R = TS_F32_CONV_ROWS for a
+ * convolution (per group), R = TS_F32_FC_ROWS for a fully connected layer.
+ *
+ * Every output is bias + w[0] x[0] + w[1] x[1] + ... + w[K-1] x[K-1], summed in that order with one
+ * rounding per multiply and per add, by both paths:
+ * - Cortex-M with a single-precision FPU (__ARM_FP & 4, Thumb-2): hand-written VLDM/VMLA assembly
+ *   (VMLA, not the fused VFMA, so that it rounds as the C path does);
+ * - elsewhere, or with TS_NO_F32_ASM: plain C with the same loops (C99 does not contract a * b + c).
+ * The two give the same bits.
+ */
+#ifndef TINYSPLIT_MAT_MULT_F32_H
+#define TINYSPLIT_MAT_MULT_F32_H
+
+#include <stdint.h>
+
+#if defined(__ARM_FP) && (__ARM_FP & 4) && defined(__thumb2__) && !defined(TS_NO_F32_ASM)
+#define TS_HAVE_F32_ASM 1
+#else
+#define TS_HAVE_F32_ASM 0
+#endif
+
+#define TS_F32_CONV_ROWS 4 /* rows per packed block of a convolution's weights */
+#define TS_F32_CONV_COLS 3 /* output pixels per block of the convolution */
+#define TS_F32_FC_ROWS 8   /* rows per packed block of a fully connected layer's weights */
+
+/* One call of the convolution's kernel: `blocks` blocks of 4 rows for 3 pixels. Pixel p's K input
+ * values are x[p][0..K); out[p] receives row block j at out[p][4j..4j+3]. The stores of pixel 2
+ * come before those of pixel 1, and those before pixel 0's: a pixel that is not needed may alias
+ * x[0] and out[0]. bias advances by bias_step bytes per block (16, or 0 to repeat four values). */
+typedef struct {
+    const float *x[3]; /* offsets 0, 4, 8 (the assembly reads the layout) */
+    int32_t k8;        /* 12: K / 8 */
+    const float *w;    /* 16: packed rows, advances by 4 K values per block */
+    const float *bias; /* 20 */
+    float *out[3];     /* 24, 28, 32 */
+    int32_t blocks;    /* 36: >= 1 */
+    int32_t ktail;     /* 40: K % 8 */
+    int32_t bias_step; /* 44 */
+} ts_priv_gemm4x3_f32_args;
+
+void ts_priv_gemm4x3_f32(const ts_priv_gemm4x3_f32_args *a);
+
+/* One call of the fully connected kernel: `blocks` blocks of 8 rows for one input vector x of K
+ * values; block j writes out[8j..8j+7]. */
+typedef struct {
+    const float *x;    /* 0 */
+    int32_t k8;        /* 4: K / 8 */
+    const float *w;    /* 8 */
+    const float *bias; /* 12 */
+    float *out;        /* 16 */
+    int32_t blocks;    /* 20: >= 1 */
+    int32_t ktail;     /* 24: K % 8 */
+    int32_t bias_step; /* 28: 32, or 0 */
+} ts_priv_gemm8x1_f32_args;
+
+void ts_priv_gemm8x1_f32(const ts_priv_gemm8x1_f32_args *a);
+
+/* One call of the depthwise kernel (3 kernel rows, stride 1 down the columns): 4 output pixels one
+ * below the other, all channel blocks of 4, `passes` kernel columns in turn. Pass i reads, for each
+ * channel block, the packed weights w (3 rows x 4 channels, then the next block, then the next
+ * column) and the input rows[j] (the 6 input rows of the 4 pixels, each advancing 4 channels per
+ * block, so that a row continues at the next column in the next pass). The first pass starts from
+ * bias (4 values per block), the others from acc (16 per block); the last writes out[p], the others
+ * acc. Per output: bias + sum over columns, then over kernel rows, of w * x. */
+typedef struct {
+    const float *rows[6]; /* 0..20 */
+    const float *w;       /* 24 */
+    const float *bias;    /* 28 */
+    int32_t passes;       /* 32: >= 1 */
+    float *acc;           /* 36 */
+    int32_t blocks;       /* 40: channels / 4, >= 1 */
+    float *out[4];        /* 44..56 */
+} ts_priv_dw3x4_f32_args;
+
+void ts_priv_dw3x4_f32(const ts_priv_dw3x4_f32_args *a);
+
+/* data[0..n) = clamp(data, act_min, act_max); nothing for (-inf, +inf). */
+void ts_priv_activation_f32(float act_min, float act_max, float *data, int32_t n);
+
+/* rows >= 1 times: dst[0..n) = src[0..n) (no overlap, as bits), then dst += dst_stride and
+ * src += src_stride (in floats). */
+void ts_priv_copy_rows_f32(float *dst, const float *src, int32_t n, int32_t rows, int32_t dst_stride,
+                           int32_t src_stride);
+
+#endif /* TINYSPLIT_MAT_MULT_F32_H */
