@@ -70,9 +70,8 @@ static inline void valid_taps(int32_t start, int32_t dil, int32_t k, int32_t siz
 typedef struct {
     ts_rq q[4];
     int32_t bias[4];
-    int32_t folded[4]; /* bias + input_offset * (sum of the channel's weights) */
     const int32_t *wq; /* per tap: sxtb16 of the four weights (channels 0, 2) and of the odd ones (1, 3) */
-    int32_t x_row_step, x_step, x_px_step, out_step;
+    int32_t x_row_step, x_step;
     int32_t off2, zp, act_min, act_max;
     int all_fused; /* every channel takes the fused requantization (ts_rqz) */
     ts_rqz z[4];
@@ -122,74 +121,6 @@ static TS_NOINLINE void dw_pixel_taps(const dw_quad *k, const int8_t *xp, const 
     dw_store(k, a0, a1, a2, a3, out);
 }
 
-/* The common case: n consecutive output pixels of a row whose 3x3 windows lie entirely inside the
- * input. The input offset is folded into the accumulator's start (k->folded), so the inputs need
- * only sign extension; the nine taps are unrolled with the weights at fixed offsets. */
-static TS_NOINLINE void dw_row_3x3(const dw_quad *k, const int8_t *xp, int8_t *out, int32_t n)
-{
-    const int32_t *wq = k->wq;
-    const int32_t x_step = k->x_step, x_row_step = k->x_row_step;
-    for (; n > 0; --n) {
-        const int8_t *x = xp;
-        int32_t a0 = k->folded[0], a1 = k->folded[1], a2 = k->folded[2], a3 = k->folded[3];
-#if TS_DSP_ASM
-        /* per tap: v = four inputs, v02 / v their sign-extended even / odd pairs, w02 / w13 the weights */
-        int32_t v, v02, w02, w13;
-#define TS_DW_TAP(XADDR, WOFF)                                                                      \
-    "ldr    %[v], " XADDR "\n\t"                                                                    \
-    "ldrd   %[w02], %[w13], [%[wq], #" WOFF "]\n\t"                                                 \
-    "sxtb16 %[v02], %[v]\n\t"                                                                       \
-    "sxtb16 %[v], %[v], ror #8\n\t"                                                                 \
-    "smlabb %[a0], %[v02], %[w02], %[a0]\n\t"                                                       \
-    "smlatt %[a2], %[v02], %[w02], %[a2]\n\t"                                                       \
-    "smlabb %[a1], %[v], %[w13], %[a1]\n\t"                                                         \
-    "smlatt %[a3], %[v], %[w13], %[a3]\n\t"
-#define TS_DW_ROW(W0, W1, W2)                                                                       \
-    __asm__ volatile(TS_DW_TAP("[%[x]]", W0) TS_DW_TAP("[%[x], %[xs]]", W1)                         \
-                         TS_DW_TAP("[%[x], %[xs], lsl #1]", W2)                                     \
-                     : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [v] "=&r"(v),    \
-                       [v02] "=&r"(v02), [w02] "=&r"(w02), [w13] "=&r"(w13)                         \
-                     : [x] "r"(x), [wq] "r"(wq), [xs] "r"(x_step)                                   \
-                     : "memory")
-        TS_DW_ROW("0", "8", "16");
-        x += x_row_step;
-        TS_DW_ROW("24", "32", "40");
-        x += x_row_step;
-        TS_DW_ROW("48", "56", "64");
-#undef TS_DW_ROW
-#undef TS_DW_TAP
-#else
-        int32_t r;
-        for (r = 0; r < 3; ++r) {
-            const int32_t *w = wq + 6 * r;
-            int32_t v = ts_load32(x), v02 = ts_sxtb16(v), v13 = ts_sxtb16_ror8(v);
-            a0 = ts_smlabb(v02, w[0], a0);
-            a2 = ts_smlatt(v02, w[0], a2);
-            a1 = ts_smlabb(v13, w[1], a1);
-            a3 = ts_smlatt(v13, w[1], a3);
-            v = ts_load32(x + x_step);
-            v02 = ts_sxtb16(v);
-            v13 = ts_sxtb16_ror8(v);
-            a0 = ts_smlabb(v02, w[2], a0);
-            a2 = ts_smlatt(v02, w[2], a2);
-            a1 = ts_smlabb(v13, w[3], a1);
-            a3 = ts_smlatt(v13, w[3], a3);
-            v = ts_load32(x + 2 * x_step);
-            v02 = ts_sxtb16(v);
-            v13 = ts_sxtb16_ror8(v);
-            a0 = ts_smlabb(v02, w[4], a0);
-            a2 = ts_smlatt(v02, w[4], a2);
-            a1 = ts_smlabb(v13, w[5], a1);
-            a3 = ts_smlatt(v13, w[5], a3);
-            x += x_row_step;
-        }
-#endif
-        dw_store(k, a0, a1, a2, a3, out);
-        xp += k->x_px_step;
-        out += k->out_step;
-    }
-}
-
 /* Multiplier 1: channels in groups of four (outermost, so that the weights are sign-extended and
  * the requantization prepared once per group); returns the number of channels done. */
 static int32_t dw_dsp(const ts_conv_params *params, const ts_channel_quant *quant, const ts_dims *input_dims,
@@ -200,27 +131,15 @@ static int32_t dw_dsp(const ts_conv_params *params, const ts_channel_quant *quan
     const int32_t kh_n = filter_dims->h, kw_n = filter_dims->w;
     const int32_t sw = params->stride.w, dw = params->dilation.w;
     const int32_t ow_n = output_dims->w;
-    const int is3x3 = kh_n == 3 && kw_n == 3;
-    /* output columns whose window lies inside the input horizontally: iw0 >= 0, iw0 + 2 dw < W */
-    int32_t ow_in0 = 0, ow_in1 = 0;
     int32_t c, t, i, b, oh, ow;
     dw_quad k;
     k.wq = wq;
     k.x_row_step = params->dilation.h * input_dims->w * ch;
     k.x_step = dw * ch;
-    k.x_px_step = sw * ch;
-    k.out_step = ch;
     k.off2 = ts_dup16(params->input_offset);
     k.zp = params->output_offset;
     k.act_min = params->act_min;
     k.act_max = params->act_max;
-    if (is3x3) {
-        ow_in0 = (params->pad.left + sw - 1) / sw;
-        ow_in1 = ow_in0;
-        while (ow_in1 < ow_n && ow_in1 * sw - params->pad.left + 2 * dw < input_dims->w) {
-            ++ow_in1;
-        }
-    }
     for (c = 0; c + 4 <= ch; c += 4) {
         k.all_fused = 1;
         for (i = 0; i < 4; ++i) {
@@ -229,15 +148,12 @@ static int32_t dw_dsp(const ts_conv_params *params, const ts_channel_quant *quan
             if (k.all_fused) {
                 k.z[i] = ts_rqz_make(quant->multiplier[c + i], quant->shift[c + i], params->output_offset);
             }
-            k.bias[i] = k.folded[i] = bias != NULL ? bias[c + i] : 0;
+            k.bias[i] = bias != NULL ? bias[c + i] : 0;
         }
         for (t = 0; t < kh_n * kw_n; ++t) {
             const int8_t *w = filter + t * ch + c;
             wq[2 * t] = ts_sxtb16(ts_load32(w));
             wq[2 * t + 1] = ts_sxtb16_ror8(ts_load32(w));
-            for (i = 0; i < 4; ++i) {
-                k.folded[i] += params->input_offset * w[i];
-            }
         }
         for (b = 0; b < input_dims->n; ++b) {
             const int8_t *batch_input = input + b * input_dims->h * input_dims->w * ch + c;
@@ -250,12 +166,6 @@ static int32_t dw_dsp(const ts_conv_params *params, const ts_channel_quant *quan
                 for (ow = 0; ow < ow_n; ++ow) {
                     const int32_t iw0 = ow * sw - params->pad.left;
                     int32_t kw0, nkw;
-                    if (is3x3 && nkh == 3 && ow == ow_in0 && ow_in1 > ow_in0) {
-                        dw_row_3x3(&k, batch_input + (ih0 * input_dims->w + iw0) * ch, out_row + ow * ch,
-                                   ow_in1 - ow_in0);
-                        ow = ow_in1 - 1;
-                        continue;
-                    }
                     valid_taps(iw0, dw, kw_n, input_dims->w, &kw0, &nkw);
                     dw_pixel_taps(&k,
                                   batch_input + ((ih0 + kh0 * params->dilation.h) * input_dims->w + iw0 + kw0 * dw) *
@@ -477,8 +387,8 @@ static TS_NOINLINE void dw_expand(const int8_t *x, int32_t h, int32_t w, int32_t
 
 /* Four outputs of a column (see above) from the rows r0, r1, r2 at the first one's values (stride 1
  * or 2 along H). */
-static inline __attribute__((always_inline)) void dw_step(const int16_t *r0, const int16_t *r1, const int16_t *r2,
-                                                          const dw_ctx *k, int32_t stride, int32_t *acc)
+static inline void dw_step(const int16_t *r0, const int16_t *r1, const int16_t *r2, const dw_ctx *k, int32_t stride,
+                           int32_t *acc)
 {
     const int16_t *rows[3];
     int32_t a0 = k->bias2, a1 = k->bias2, a2 = k->bias2, a3 = k->bias2, j;
@@ -725,33 +635,6 @@ static inline void dw_tail(const int16_t *r0, const int16_t *r1, const int16_t *
                            int32_t *a1)
 {
     int32_t acc0 = k->bias2, acc1 = k->bias2;
-#if TS_DSP_ASM
-    int32_t q0, q1, wa, wb;
-#define TS_DW_TAIL_ROW(P, WOFF, SECOND)                                                             \
-    "ldrd   %[wa], %[wb], [%[k], #" WOFF "]\n\t"                                                   \
-    "ldrd   %[q0], %[q1], [%[" P "]]\n\t"                                                          \
-    "smlad  %[a0], %[q0], %[wa], %[a0]\n\t"                                                        \
-    "smlabt %[a0], %[q1], %[wb], %[a0]\n\t" SECOND
-#define TS_DW_TAIL_SECOND                                                                           \
-    "smlatb %[a1], %[q0], %[wa], %[a1]\n\t"                                                        \
-    "smlad  %[a1], %[q1], %[wb], %[a1]\n\t"
-    if (a1 != NULL) {
-        __asm__ volatile(TS_DW_TAIL_ROW("r0", "16", TS_DW_TAIL_SECOND) TS_DW_TAIL_ROW("r1", "24", TS_DW_TAIL_SECOND)
-                             TS_DW_TAIL_ROW("r2", "32", TS_DW_TAIL_SECOND)
-                         : [a0] "+r"(acc0), [a1] "+r"(acc1), [q0] "=&r"(q0), [q1] "=&r"(q1), [wa] "=&r"(wa),
-                           [wb] "=&r"(wb)
-                         : [r0] "r"(r0), [r1] "r"(r1), [r2] "r"(r2), [k] "r"(&k->multiplier)
-                         : "memory");
-        *a1 = acc1;
-    } else {
-        __asm__ volatile(TS_DW_TAIL_ROW("r0", "16", "") TS_DW_TAIL_ROW("r1", "24", "") TS_DW_TAIL_ROW("r2", "32", "")
-                         : [a0] "+r"(acc0), [q0] "=&r"(q0), [q1] "=&r"(q1), [wa] "=&r"(wa), [wb] "=&r"(wb)
-                         : [r0] "r"(r0), [r1] "r"(r1), [r2] "r"(r2), [k] "r"(&k->multiplier)
-                         : "memory");
-    }
-#undef TS_DW_TAIL_ROW
-#undef TS_DW_TAIL_SECOND
-#else
     const int16_t *rows[3];
     int32_t j;
     rows[0] = r0;
@@ -766,11 +649,10 @@ static inline void dw_tail(const int16_t *r0, const int16_t *r1, const int16_t *
     if (a1 != NULL) {
         *a1 = acc1;
     }
-#endif
     *a0 = acc0;
 }
 
-static inline void dw_put(const dw_ctx *k, int32_t acc2, int full, int8_t *out)
+static TS_NOINLINE void dw_put(const dw_ctx *k, int32_t acc2, int full, int8_t *out)
 {
     int32_t r = dw_ssat8(dw_requant(k, acc2));
     if (!full) {
@@ -787,11 +669,7 @@ static TS_NOINLINE void dw_column(const int16_t *p0, const int16_t *p1, const in
     const int32_t os = k->os, st = k->stride;
     int32_t acc[4];
     for (; n >= 4; n -= 4) {
-        if (st == 2) {
-            dw_step(p0, p1, p2, k, 2, acc);
-        } else {
-            dw_step(p0, p1, p2, k, 1, acc);
-        }
+        dw_step(p0, p1, p2, k, st, acc);
         dw_put(k, acc[0], full, out);
         dw_put(k, acc[1], full, out + os);
         dw_put(k, acc[2], full, out + 2 * os);
