@@ -201,6 +201,61 @@ __asm__(TS_FUNC_BEGIN(ts_priv_dw3x4_f32)
         "pop {r4-r11, pc}"
         TS_FUNC_END(ts_priv_dw3x4_f32));
 
+/* y = a op b, 16 values per iteration through s0-s31, then one at a time. */
+#define TS_OP16(op)                                                                                           \
+    op " s0, s0, s16\n\t" op " s1, s1, s17\n\t" op " s2, s2, s18\n\t" op " s3, s3, s19\n\t" op               \
+       " s4, s4, s20\n\t" op " s5, s5, s21\n\t" op " s6, s6, s22\n\t" op " s7, s7, s23\n\t" op               \
+       " s8, s8, s24\n\t" op " s9, s9, s25\n\t" op " s10, s10, s26\n\t" op " s11, s11, s27\n\t" op           \
+       " s12, s12, s28\n\t" op " s13, s13, s29\n\t" op " s14, s14, s30\n\t" op " s15, s15, s31\n\t"
+#define TS_BINARY(name, op)                                                                                   \
+    __asm__(TS_FUNC_BEGIN(name) "vpush {s16-s31}\n\t"                                                        \
+                                "lsrs r12, r3, #4\n\t"                                                        \
+                                "beq 2f\n"                                                                    \
+                                "1:\n\t"                                                                      \
+                                "vldmia r0!, {s0-s15}\n\t"                                                    \
+                                "vldmia r1!, {s16-s31}\n\t" TS_OP16(op) "vstmia r2!, {s0-s15}\n\t"            \
+                                "subs r12, r12, #1\n\t"                                                       \
+                                "bne 1b\n"                                                                    \
+                                "2:\n\t"                                                                      \
+                                "ands r3, r3, #15\n\t"                                                        \
+                                "beq 4f\n"                                                                    \
+                                "3:\n\t"                                                                      \
+                                "vldmia r0!, {s0}\n\t"                                                        \
+                                "vldmia r1!, {s16}\n\t" op " s0, s0, s16\n\t"                                 \
+                                "vstmia r2!, {s0}\n\t"                                                        \
+                                "subs r3, r3, #1\n\t"                                                         \
+                                "bne 3b\n"                                                                    \
+                                "4:\n\t"                                                                      \
+                                "vpop {s16-s31}\n\t"                                                          \
+                                "bx lr" TS_FUNC_END(name))
+
+TS_BINARY(ts_priv_add_f32, "vadd.f32");
+TS_BINARY(ts_priv_mul_f32, "vmul.f32");
+
+/* Sums of 16 channels: s0-s15 the sums, s16-s31 one cell.
+ * r1 cell, r2 cells per row, r3 rows left, r4 cell step, r5 row skip, r6 zeros, r12 cells left. */
+__asm__(TS_FUNC_BEGIN(ts_priv_sum16_f32)
+        "push {r4-r6, lr}\n\t"
+        "vpush {s16-s31}\n\t"
+        "ldm r0, {r1-r6}\n\t"
+        "vldmia r6, {s0-s15}\n"
+        "1:\n\t"
+        "mov r12, r2\n"
+        "2:\n\t"
+        "vldmia r1, {s16-s31}\n\t"
+        "add r1, r1, r4\n\t"
+        TS_OP16("vadd.f32")
+        "subs r12, r12, #1\n\t"
+        "bne 2b\n\t"
+        "add r1, r1, r5\n\t"
+        "subs r3, r3, #1\n\t"
+        "bne 1b\n\t"
+        "ldr r12, [r0, #24]\n\t"
+        "vstmia r12, {s0-s15}\n\t"
+        "vpop {s16-s31}\n\t"
+        "pop {r4-r6, pc}"
+        TS_FUNC_END(ts_priv_sum16_f32));
+
 /* max(x, +0) on the bits, eight words per LDM/STM: a float with its sign bit set becomes +0. */
 void ts_priv_relu_f32(float *data, int32_t n);
 #define TS_BIC(r) "bic " r ", " r ", " r ", asr #31\n\t"
@@ -361,6 +416,39 @@ void ts_priv_dw3x4_f32(const ts_priv_dw3x4_f32_args *a)
             }
         }
     }
+}
+
+void ts_priv_add_f32(const float *a, const float *b, float *y, int32_t n)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        y[i] = a[i] + b[i];
+    }
+}
+
+void ts_priv_mul_f32(const float *a, const float *b, float *y, int32_t n)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        y[i] = a[i] * b[i];
+    }
+}
+
+void ts_priv_sum16_f32(const ts_priv_sum16_f32_args *a)
+{
+    const char *cell = (const char *)a->src;
+    float sum[16];
+    int32_t r, k, c;
+    memcpy(sum, a->zero, sizeof sum);
+    for (r = 0; r < a->rows; ++r, cell += a->row_skip) {
+        for (k = 0; k < a->cols; ++k, cell += a->col_step) {
+            const float *x = (const float *)(const void *)cell;
+            for (c = 0; c < 16; ++c) {
+                sum[c] += x[c];
+            }
+        }
+    }
+    memcpy(a->dst, sum, sizeof sum);
 }
 
 #endif /* TS_HAVE_F32_ASM */

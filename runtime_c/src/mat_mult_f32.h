@@ -81,6 +81,25 @@ typedef struct {
 
 void ts_priv_dw3x4_f32(const ts_priv_dw3x4_f32_args *a);
 
+/* y[i] = a[i] + b[i] (or a[i] * b[i]) for i < n; y may be a or b. */
+void ts_priv_add_f32(const float *a, const float *b, float *y, int32_t n);
+void ts_priv_mul_f32(const float *a, const float *b, float *y, int32_t n);
+
+/* 16 channels of an average pool's window: dst[c] = ((0 + x[cell 0][c]) + x[cell 1][c]) + ... over
+ * `rows` rows of `cols` cells; a cell is col_step floats after the one before it in its row, a row
+ * row_step floats after the row before it. */
+typedef struct {
+    const float *src;  /* 0: channel 0 of the first cell */
+    int32_t cols;      /* 4: >= 1 */
+    int32_t rows;      /* 8: >= 1 */
+    int32_t col_step;  /* 12: bytes */
+    int32_t row_skip;  /* 16: bytes from the end of a row (cols * col_step) to the next */
+    const float *zero; /* 20: 16 zeros */
+    float *dst;        /* 24 */
+} ts_priv_sum16_f32_args;
+
+void ts_priv_sum16_f32(const ts_priv_sum16_f32_args *a);
+
 /* data[0..n) = clamp(data, act_min, act_max); nothing for (-inf, +inf). */
 void ts_priv_activation_f32(float act_min, float act_max, float *data, int32_t n);
 

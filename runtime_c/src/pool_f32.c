@@ -1,4 +1,5 @@
 /* float32 max and average pooling, NHWC. */
+#include "mat_mult_f32.h"
 #include "tinysplit/kernels.h"
 
 void ts_max_pool_f32(const ts_pool_f32_params *params, const ts_dims *input_dims, const float *input,
@@ -37,6 +38,32 @@ void ts_max_pool_f32(const ts_pool_f32_params *params, const ts_dims *input_dims
     }
 }
 
+/* Average pooling of one output pixel whose window lies inside the input: 16 channels at a time
+ * through ts_priv_sum16_f32, the others one by one, in the same order; returns the channels done. */
+static int32_t avg_pool_inner(const ts_pool_f32_params *params, const ts_dims *input_dims, const float *window,
+                              float *out)
+{
+    static const float zeros[16] = {0.0f};
+    const int32_t ch = input_dims->c, cells = params->kernel.h * params->kernel.w;
+    ts_priv_sum16_f32_args a;
+    int32_t c;
+    a.cols = params->kernel.w;
+    a.rows = params->kernel.h;
+    a.col_step = ch * (int32_t)sizeof(float);
+    a.row_skip = (input_dims->w - params->kernel.w) * ch * (int32_t)sizeof(float);
+    a.zero = zeros;
+    for (c = 0; c + 16 <= ch; c += 16) {
+        int32_t i;
+        a.src = window + c;
+        a.dst = out + c;
+        ts_priv_sum16_f32(&a);
+        for (i = 0; i < 16; ++i) {
+            out[c + i] /= (float)cells;
+        }
+    }
+    return c;
+}
+
 void ts_avg_pool_f32(const ts_pool_f32_params *params, const ts_dims *input_dims, const float *input,
                      const ts_dims *output_dims, float *output)
 {
@@ -51,7 +78,12 @@ void ts_avg_pool_f32(const ts_pool_f32_params *params, const ts_dims *input_dims
             for (ow = 0; ow < output_dims->w; ++ow) {
                 const int32_t iw0 = ow * params->stride.w - params->pad.left;
                 float *out = output + ((b * output_dims->h + oh) * output_dims->w + ow) * ch;
-                for (c = 0; c < ch; ++c) {
+                c = 0;
+                if (ih0 >= 0 && iw0 >= 0 && ih0 + params->kernel.h <= input_dims->h &&
+                    iw0 + params->kernel.w <= input_dims->w && params->kernel.h > 0 && params->kernel.w > 0) {
+                    c = avg_pool_inner(params, input_dims, batch_input + (ih0 * input_dims->w + iw0) * ch, out);
+                }
+                for (; c < ch; ++c) {
                     float sum = 0.0f, avg;
                     int32_t count = 0;
                     for (kh = 0; kh < params->kernel.h; ++kh) {
@@ -68,9 +100,9 @@ void ts_avg_pool_f32(const ts_pool_f32_params *params, const ts_dims *input_dims
                         }
                     }
                     avg = count > 0 ? sum / (float)count : 0.0f;
-                    out[c] = avg < params->act_min ? params->act_min
-                                                   : (avg > params->act_max ? params->act_max : avg);
+                    out[c] = avg;
                 }
+                ts_priv_activation_f32(params->act_min, params->act_max, out, ch);
             }
         }
     }
