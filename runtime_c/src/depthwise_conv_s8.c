@@ -456,6 +456,13 @@ static inline void dw_step(const int16_t *r0, const int16_t *r1, const int16_t *
     "add    %[o], %[o], %[q0], lsl #2\n\t"                                                         \
     "cmp    %[o], %[wb]\n\t"                                                                       \
     "bne    1b\n\t"
+/* a step of four, with the function's TS_DW_ROW: the first row's first multiplies add to the bias
+ * (in a3 until its own), then TS_DW_STEP_END */
+#define TS_DW_STEP                                                                                  \
+    "1:\n\t"                                                                                       \
+    "ldr    %[a3], [%[k], #12]\n\t" TS_DW_ROW("p0", "16", "%[a3]", "%[a3]", "%[a3]", "%[a3]")        \
+        TS_DW_ROW("p1", "24", "%[a0]", "%[a1]", "%[a2]", "%[a3]")                                  \
+            TS_DW_ROW("p2", "32", "%[a0]", "%[a1]", "%[a2]", "%[a3]") TS_DW_STEP_END
 /* one output: (v0, v1) . a + v2 * b.hi per row, the rows advancing by STEP bytes; into A0 */
 #define TS_DW_ONE_ROW(P, WOFF, STEP)                                                                \
     "ldrd   %[wa], %[wb], [%[k], #" WOFF "]\n\t"                                                   \
@@ -493,16 +500,16 @@ static inline void dw_step(const int16_t *r0, const int16_t *r1, const int16_t *
 static TS_NOINLINE void dw_channel_asm1(const int32_t *base)
 {
     TS_DW_LOCALS;
-#define TS_DW_ROW(P, WOFF)                                                                          \
+#define TS_DW_ROW(P, WOFF, C0, C1, C2, C3)                                                          \
     "ldrd   %[wa], %[wb], [%[k], #" WOFF "]\n\t"                                                   \
     "ldrd   %[q0], %[q1], [%[" P "]], #8\n\t"                                                      \
-    "smlad  %[a0], %[q0], %[wa], %[a0]\n\t"                                                        \
-    "smlatb %[a1], %[q0], %[wa], %[a1]\n\t"                                                        \
+    "smlad  %[a0], %[q0], %[wa], " C0 "\n\t"                                                       \
+    "smlatb %[a1], %[q0], %[wa], " C1 "\n\t"                                                       \
     "smlabt %[a0], %[q1], %[wb], %[a0]\n\t"                                                        \
     "smlad  %[a1], %[q1], %[wb], %[a1]\n\t"                                                        \
     "ldr    %[q0], [%[" P "]]\n\t"                                                                 \
-    "smlad  %[a2], %[q1], %[wa], %[a2]\n\t"                                                        \
-    "smlatb %[a3], %[q1], %[wa], %[a3]\n\t"                                                        \
+    "smlad  %[a2], %[q1], %[wa], " C2 "\n\t"                                                       \
+    "smlatb %[a3], %[q1], %[wa], " C3 "\n\t"                                                       \
     "smlabt %[a2], %[q0], %[wb], %[a2]\n\t"                                                        \
     "smlad  %[a3], %[q0], %[wb], %[a3]\n\t"
 /* the two outputs (v0, v1) . a + v2 * b.hi and v1 * a.lo + (v2, v3) . b of one row */
@@ -513,24 +520,7 @@ static TS_NOINLINE void dw_channel_asm1(const int32_t *base)
     "smlatb %[a1], %[q0], %[wa], %[a1]\n\t"                                                        \
     "smlabt %[a0], %[q1], %[wb], %[a0]\n\t"                                                        \
     "smlad  %[a1], %[q1], %[wb], %[a1]\n\t"
-    __asm__ volatile(TS_DW_COLUMN
-                     /* steps of four; the first row's first multiplies add to the bias (in a3 until its own) */
-                     "1:\n\t"
-                     "ldr    %[a3], [%[k], #12]\n\t"
-                     "ldrd   %[wa], %[wb], [%[k], #16]\n\t"
-                     "ldrd   %[q0], %[q1], [%[p0]], #8\n\t"
-                     "smlad  %[a0], %[q0], %[wa], %[a3]\n\t"
-                     "smlatb %[a1], %[q0], %[wa], %[a3]\n\t"
-                     "smlabt %[a0], %[q1], %[wb], %[a0]\n\t"
-                     "smlad  %[a1], %[q1], %[wb], %[a1]\n\t"
-                     "ldr    %[q0], [%[p0]]\n\t"
-                     "smlad  %[a2], %[q1], %[wa], %[a3]\n\t"
-                     "smlatb %[a3], %[q1], %[wa], %[a3]\n\t"
-                     "smlabt %[a2], %[q0], %[wb], %[a2]\n\t"
-                     "smlad  %[a3], %[q0], %[wb], %[a3]\n\t"
-                     TS_DW_ROW("p1", "24")
-                     TS_DW_ROW("p2", "32")
-                     TS_DW_STEP_END
+    __asm__ volatile(TS_DW_COLUMN TS_DW_STEP
                      /* the last k->rem outputs: two, then one */
                      "2:\n\t"
                      "ldr    %[a3], [%[k], #40]\n\t"
@@ -565,37 +555,20 @@ static TS_NOINLINE void dw_channel_asm1(const int32_t *base)
 static TS_NOINLINE void dw_channel_asm2(const int32_t *base)
 {
     TS_DW_LOCALS;
-#define TS_DW_ROW(P, WOFF)                                                                          \
+#define TS_DW_ROW(P, WOFF, C0, C1, C2, C3)                                                          \
     "ldrd   %[wa], %[wb], [%[k], #" WOFF "]\n\t"                                                   \
     "ldrd   %[q0], %[q1], [%[" P "]], #8\n\t"                                                      \
-    "smlad  %[a0], %[q0], %[wa], %[a0]\n\t"                                                        \
+    "smlad  %[a0], %[q0], %[wa], " C0 "\n\t"                                                       \
     "smlabt %[a0], %[q1], %[wb], %[a0]\n\t"                                                        \
-    "smlad  %[a1], %[q1], %[wa], %[a1]\n\t"                                                        \
+    "smlad  %[a1], %[q1], %[wa], " C1 "\n\t"                                                       \
     "ldrd   %[q0], %[q1], [%[" P "]], #8\n\t"                                                      \
     "smlabt %[a1], %[q0], %[wb], %[a1]\n\t"                                                        \
-    "smlad  %[a2], %[q0], %[wa], %[a2]\n\t"                                                        \
+    "smlad  %[a2], %[q0], %[wa], " C2 "\n\t"                                                       \
     "smlabt %[a2], %[q1], %[wb], %[a2]\n\t"                                                        \
-    "smlad  %[a3], %[q1], %[wa], %[a3]\n\t"                                                        \
+    "smlad  %[a3], %[q1], %[wa], " C3 "\n\t"                                                       \
     "ldr    %[q0], [%[" P "]]\n\t"                                                                 \
     "smlabt %[a3], %[q0], %[wb], %[a3]\n\t"
-    __asm__ volatile(TS_DW_COLUMN
-                     "1:\n\t"
-                     "ldr    %[a3], [%[k], #12]\n\t"
-                     "ldrd   %[wa], %[wb], [%[k], #16]\n\t"
-                     "ldrd   %[q0], %[q1], [%[p0]], #8\n\t"
-                     "smlad  %[a0], %[q0], %[wa], %[a3]\n\t"
-                     "smlabt %[a0], %[q1], %[wb], %[a0]\n\t"
-                     "smlad  %[a1], %[q1], %[wa], %[a3]\n\t"
-                     "ldrd   %[q0], %[q1], [%[p0]], #8\n\t"
-                     "smlabt %[a1], %[q0], %[wb], %[a1]\n\t"
-                     "smlad  %[a2], %[q0], %[wa], %[a3]\n\t"
-                     "smlabt %[a2], %[q1], %[wb], %[a2]\n\t"
-                     "smlad  %[a3], %[q1], %[wa], %[a3]\n\t"
-                     "ldr    %[q0], [%[p0]]\n\t"
-                     "smlabt %[a3], %[q0], %[wb], %[a3]\n\t"
-                     TS_DW_ROW("p1", "24")
-                     TS_DW_ROW("p2", "32")
-                     TS_DW_STEP_END
+    __asm__ volatile(TS_DW_COLUMN TS_DW_STEP
                      /* the last k->rem outputs, one at a time */
                      "2:\n\t"
                      "ldr    %[a3], [%[k], #40]\n\t"
@@ -614,6 +587,7 @@ static TS_NOINLINE void dw_channel_asm2(const int32_t *base)
 #undef TS_DW_COLUMN
 #undef TS_DW_RQ
 #undef TS_DW_STEP_END
+#undef TS_DW_STEP
 #undef TS_DW_ONE_ROW
 #undef TS_DW_ONE
 #undef TS_DW_NEXT
