@@ -644,14 +644,17 @@ def emit_ariel(
     seq_reserve: int = 128,
     cores: int = 1,
 ) -> list[Path]:
-    """Write the Ariel OS application (laze-project.yml, Cargo.toml, README.md, src/main.rs) for the
-    device half `graph` into out_dir/<prefix>-ariel, beside the crates emit_rust writes into out_dir.
+    """Write the Ariel OS application (laze-project.yml, Cargo.toml, README.md, src/main.rs; with
+    several cores src/cores.rs) for the device half `graph` into out_dir/<prefix>-ariel, beside the
+    crates emit_rust writes into out_dir.
 
     The device half's outputs are the cut: int8 tensors with their quantization, sealed and sent to
     the server; it has one input. The application cannot be built here (Ariel OS is not on crates.io);
     it follows Ariel OS's coap-client and storage examples. With `cores` > 1 the model runs on that
     many cores (`Model::run_on`: the crate must come from emit_rust with at least that `max_cores`),
-    a worker thread pinned to each core but the inference thread's (as Ariel OS's threading-multicore)."""
+    a worker thread pinned to each core but the inference thread's (as Ariel OS's threading-multicore);
+    src/cores.rs holds their ts::Cores, and is tested on host threads with a stand-in of Ariel OS's
+    sync::Mutex and sync::Event (tests/test_rust_multicore.py)."""
     if len(graph.inputs) != 1:
         raise CompileError(f"the Ariel OS application runs a device half with one input, not {len(graph.inputs)}")
     cut = []
@@ -689,13 +692,16 @@ def emit_ariel(
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    written = []
-    for template, filename in (
+    files = [
         ("laze-project.yml.j2", "laze-project.yml"),
         ("Cargo.toml.j2", "Cargo.toml"),
         ("README.md.j2", "README.md"),
         ("main.rs.j2", "src/main.rs"),
-    ):
+    ]
+    if cores > 1:
+        files.append(("cores.rs.j2", "src/cores.rs"))
+    written = []
+    for template, filename in files:
         path = out_dir / app / filename
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(env.get_template(template).render(context))

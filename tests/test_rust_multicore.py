@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_rust import MNIST, SHARED, cargo, float_zoo, int8_zoo, needs_cargo, patched_mnist, planned
+from test_rust import MNIST, ROOT, SHARED, cargo, float_zoo, int8_zoo, needs_cargo, patched_mnist, planned, target_dir
 from typer.testing import CliRunner
 
 from tinysplit.backends.lower import lower
 from tinysplit.backends.multicore import row_splittable
-from tinysplit.backends.rust import crate_name, emit_ariel, emit_rust
+from tinysplit.backends.rust import crate_name, emit_ariel, emit_rust, model_lock
 from tinysplit.compiler import reference
 from tinysplit.compiler.bench import io_specs, random_inputs
 from tinysplit.compiler.cli import app
@@ -33,6 +33,7 @@ from tinysplit.compiler.pipeline import CompileOptions, build_graph
 from tinysplit.passes.noise import NoiseSpec, add_noise
 
 SHARED_INT8 = ["resnet8_cifar10_int8.onnx", "dscnn_kws_int8.onnx"]
+STUB_LOCK_ENTRY = '\n[[package]]\nname = "ariel-os"\nversion = "0.1.0"\n'
 
 
 def build(graph: Graph, workdir: Path, prefix: str, max_cores: int | None) -> Path:
@@ -149,6 +150,151 @@ def test_cli_compiles_c_and_rust_for_cores(tmp_path: Path) -> None:
     assert '"cores": 2' in (out / "report.json").read_text()
 
 
+ARIEL_STUB = """\
+//! The parts of Ariel OS that the generated src/cores.rs uses, with the behaviour its documentation
+//! gives them, on std: `thread::sync::{Mutex, Event}` and `thread::CORE_COUNT`.
+pub mod thread {
+    pub const CORE_COUNT: usize = 4;
+
+    pub mod sync {
+        use std::sync::{Condvar, MutexGuard};
+
+        pub struct Mutex<T>(std::sync::Mutex<T>);
+
+        impl<T> Mutex<T> {
+            pub const fn new(value: T) -> Self {
+                Self(std::sync::Mutex::new(value))
+            }
+            pub fn lock(&self) -> MutexGuard<'_, T> {
+                self.0.lock().unwrap()
+            }
+            pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+                self.0.try_lock().ok()
+            }
+        }
+
+        pub struct Event {
+            set: std::sync::Mutex<bool>,
+            changed: Condvar,
+        }
+
+        impl Event {
+            pub const fn new() -> Self {
+                Self { set: std::sync::Mutex::new(false), changed: Condvar::new() }
+            }
+            pub fn set(&self) {
+                *self.set.lock().unwrap() = true;
+                self.changed.notify_all();
+            }
+            pub fn clear(&self) -> bool {
+                std::mem::replace(&mut *self.set.lock().unwrap(), false)
+            }
+            pub fn wait(&self) {
+                let mut set = self.set.lock().unwrap();
+                while !*set {
+                    set = self.changed.wait(set).unwrap();
+                }
+            }
+        }
+    }
+}
+"""
+
+ARIEL_CORES_MAIN = """\
+//! The generated Ariel OS src/cores.rs on host threads (one per worker, as the app's pinned ones):
+//! the model on its cores equals the model on one, for random inputs. Exit status 0 if so.
+#[path = "{cores_rs}"]
+mod cores;
+
+use tinysplit_rt::{{self as ts, Worker}};
+use {crate}::*;
+
+fn double(_: &ts::RowBand, input: &[u8], output: &mut [u8], _: &mut [u8]) {{
+    for (y, x) in output.iter_mut().zip(input) {{
+        *y = x.wrapping_mul(2);
+    }}
+}}
+
+fn main() {{
+    for worker in &cores::WORKERS {{
+        std::thread::spawn(move || cores::serve(worker));
+    }}
+    // every worker computes a band handed to it (the model would come out right without them: the
+    // calling thread takes back the bands no worker has started)
+    for (k, worker) in cores::WORKERS.iter().enumerate() {{
+        let input: [u8; 16] = std::array::from_fn(|i| i as u8);
+        let mut output = [0u8; 16];
+        let rows = ts::RowBand::default();
+        let mut band = ts::Band {{ rows, input: &input, output: &mut output, scratch: &mut [] }};
+        worker.with(|handoff| handoff.load(double, &band));
+        worker.wake();
+        let start = std::time::Instant::now();
+        while !worker.with(|handoff| handoff.finished()) {{
+            assert!(start.elapsed().as_secs() < 30, "worker {{k}} never ran its band");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }}
+        worker.with(|handoff| handoff.unload(&mut band));
+        assert_eq!(output, std::array::from_fn(|i| 2 * i as u8));
+    }}
+    let (mut one, mut many) = (Box::new(Model::new()), Box::new(Model::new()));
+    let mut state = 1u32;
+    for round in 0..50 {{
+        let input: [i8; INPUT0_SIZE] = std::array::from_fn(|_| {{
+            state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+            (state >> 24) as i8
+        }});
+        {outputs}
+        one.run(&input, {want});
+        many.run_on(&cores::PinnedThreads, &input, {got});
+        if {differ} {{
+            eprintln!("round {{round}}: the cores differ from one core");
+            std::process::exit(1);
+        }}
+    }}
+}}
+"""
+
+
+@needs_cargo
+def test_ariel_cores_run_on_host_threads(tmp_path: Path) -> None:
+    """The Ariel OS application's multi-core module (src/cores.rs: ts::Worker and ts::Cores over
+    Ariel OS's sync::Mutex and sync::Event), compiled against a std stand-in of those two and run
+    with a host thread per worker: it builds against the real runtime and model crate, clippy
+    clean, and its outputs equal the one-core model's."""
+    graph = planned(int8_zoo())
+    emit_rust(graph, tmp_path, "zoo", max_cores=3)
+    emit_ariel(graph, tmp_path, "zoo", model_id="int8_zoo", model_version=1, cores=3)
+    stub, check = tmp_path / "ariel-os", tmp_path / "cores-check"
+    (stub / "src").mkdir(parents=True)
+    (stub / "Cargo.toml").write_text('[package]\nname = "ariel-os"\nversion = "0.1.0"\nedition = "2021"\n')
+    (stub / "src" / "lib.rs").write_text(ARIEL_STUB)
+    (check / "src").mkdir(parents=True)
+    deps = ("ariel-os", "tinysplit-rt", "zoo-model")
+    (check / "Cargo.toml").write_text(
+        '[package]\nname = "cores-check"\nversion = "0.1.0"\nedition = "2021"\npublish = false\n\n[dependencies]\n'
+        + "".join(f'{d} = {{ path = "../{d}" }}\n' for d in deps)
+        + '\n[lints.rust]\nunsafe_code = "forbid"\n'
+    )  # fmt: skip
+    model = model_lock("zoo-model", (ROOT / "runtime_rust" / "Cargo.lock").read_text())
+    (check / "Cargo.lock").write_text(model_lock("cores-check", model + STUB_LOCK_ENTRY, deps))
+    outputs = range(len(graph.outputs))
+    buffers = [f"let (mut want{i}, mut got{i}) = ([0; OUTPUT{i}_SIZE], [0; OUTPUT{i}_SIZE]);" for i in outputs]
+    (check / "src" / "main.rs").write_text(
+        ARIEL_CORES_MAIN.format(
+            cores_rs=tmp_path / "zoo-ariel" / "src" / "cores.rs",
+            crate="zoo_model",
+            outputs=" ".join(buffers),
+            want=", ".join(f"&mut want{i}" for i in outputs),
+            got=", ".join(f"&mut got{i}" for i in outputs),
+            differ=" || ".join(f"want{i} != got{i}" for i in outputs),
+        )
+    )
+    cargo(["clippy", "--release", "--locked", "--", "-D", "warnings"], check / "Cargo.toml")
+    cargo(["build", "--release", "--locked"], check / "Cargo.toml")
+    proc = subprocess.run([target_dir() / "release" / "cores-check"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_ariel_app_pins_a_worker_to_each_core(tmp_path: Path) -> None:
     """Ariel OS cannot be built here: the multi-core application uses the threading-multicore
     example's API (threads with CoreAffinity, sync::Event and sync::Mutex), forbids unsafe, selects
@@ -158,29 +304,37 @@ def test_ariel_app_pins_a_worker_to_each_core(tmp_path: Path) -> None:
     emit_ariel(graph, tmp_path, "zoo", model_id="int8_zoo", model_version=3, cores=2)
     app_dir = tmp_path / "zoo-ariel"
     main = (app_dir / "src" / "main.rs").read_text()
+    cores = (app_dir / "src" / "cores.rs").read_text()
     for needle in (
+        "mod cores;",
         "#[ariel_os::thread(autostart, affinity = CoreAffinity::one(CoreId::new(0)), stacksize = INFERENCE_STACK)]",
         "#[ariel_os::thread(autostart, affinity = CoreAffinity::one(CoreId::new(1)), stacksize = WORKER_STACK)]",
+        "cores::serve(&cores::WORKERS[0])",
         "ariel_os::asynch::blocker::block_on(run())",
-        "impl ts::Cores for PinnedThreads",
-        "impl ts::Worker<HANDOFF_BYTES> for PinnedWorker",
-        "static WORKERS: [PinnedWorker; CORES - 1]",
-        "ts::run_on_workers(&WORKERS, task, bands)",
-        "serve(&WORKERS[0])",
-        "model.run_on(&PinnedThreads, input, cut0, cut1, cut2)",
-        "const _: () = assert!(CORES <= MAX_CORES",
-        "const _: () = assert!(CORES <= ariel_os::thread::CORE_COUNT",
+        "model.run_on(&cores::PinnedThreads, input, cut0, cut1, cut2)",
         "ariel_os::coap::coap_client().await",
     ):
         assert needle in main, needle
+    for needle in (
+        "use ariel_os::thread::sync::{Event, Mutex};",
+        "pub const CORES: usize = 2;",
+        "impl ts::Cores for PinnedThreads",
+        "impl ts::Worker<HANDOFF_BYTES> for PinnedWorker",
+        "pub static WORKERS: [PinnedWorker; CORES - 1]",
+        "ts::run_on_workers(&WORKERS, task, bands)",
+        "const _: () = assert!(CORES <= MAX_CORES",
+        "const _: () = assert!(CORES <= ariel_os::thread::CORE_COUNT",
+    ):
+        assert needle in cores, needle
     assert "CoreId::new(2)" not in main and "#[ariel_os::task(autostart)]" not in main
-    assert "unsafe" not in main
+    assert "unsafe" not in main + cores
     assert '"core-affinity"' in (app_dir / "Cargo.toml").read_text()
     laze = (app_dir / "laze-project.yml").read_text()
     assert "- sw/threading" in laze and "- multi-core" in laze
     emit_ariel(graph, tmp_path / "single", "zoo", model_id="int8_zoo", model_version=3)
     single = (tmp_path / "single" / "zoo-ariel" / "src" / "main.rs").read_text()
     assert "#[ariel_os::task(autostart)]" in single and "model.run(input, " in single and "Core" not in single
+    assert not (tmp_path / "single" / "zoo-ariel" / "src" / "cores.rs").exists()
     if shutil.which("rustfmt") is not None:  # a syntax check (rustfmt parses, it does not resolve)
         (app_dir / "src" / "keys.rs").write_text('pub const DEVICE_ID: &[u8] = b"d";\n')
         proc = subprocess.run(["rustfmt", "--edition", "2021", "--emit", "stdout", str(app_dir / "src" / "main.rs")],

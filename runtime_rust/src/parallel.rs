@@ -356,6 +356,11 @@ impl<const N: usize> Handoff<N> {
         waiting
     }
 
+    /// Whether the worker has computed the loaded band (its output rows wait to be unloaded).
+    pub fn finished(&self) -> bool {
+        matches!(self.stage, Stage::Ran)
+    }
+
     /// Copies the output rows the worker computed into the band (nothing if the band was
     /// reclaimed); panics if the worker did not finish it.
     pub fn unload(&mut self, band: &mut Band<'_>) {
