@@ -57,12 +57,16 @@ def dw_case(c: ConvCase) -> ConvCase:
 
 
 def mixed_fallback(q: QConv) -> QConv:
-    """Every third channel's requantization with a left shift (multiplier in [0.5, 1) times 2):
-    those channels take the fast path's plain-C fallback, the others the fast path. The reference
-    is then the portable host build, itself checked against reference.py in test_kernels_c."""
-    shift = q.shift.copy()
+    """Every third channel's requantization with a left shift (multiplier in [0.5, 1) times 2), and
+    the next channel's bias past 2^30 (the doubled accumulator would overflow; the fast path takes
+    |bias| <= 2^29): those channels take its plain-C fallback, the others the fast path. The
+    reference is then the portable host build, itself checked against reference.py in
+    test_kernels_c."""
+    assert q.bias is not None
+    shift, bias = q.shift.copy(), q.bias.copy()
     shift[::3] = 1
-    return replace(q, shift=shift)
+    bias[1::3] = np.where(np.arange(len(bias[1::3])) % 2 == 0, 1, -1) * ((1 << 30) + 12345)
+    return replace(q, shift=shift, bias=bias)
 
 
 @pytest.fixture(scope="module")
