@@ -207,8 +207,7 @@ void ts_conv_f32(const ts_conv_f32_params *params, const ts_dims *input_dims, co
                         ++y;
                     }
                 }
-                a.k8 = K / 8;
-                a.ktail = K % 8;
+                ts_priv_gemm4x3_f32_prepare(&a, K);
                 a.w = w;
                 a.bias = bias != NULL ? bias + g * rows : zero_bias;
                 a.bias_step = bias != NULL ? ROWS * (int32_t)sizeof(float) : 0;
@@ -273,8 +272,8 @@ int32_t ts_depthwise_conv_f32_get_buffer_size(const ts_conv_f32_params *params, 
     return (filter_dims->w + 4) * input_dims->c * (int32_t)sizeof(float);
 }
 
-/* Columns of 4 output pixels at a time through ts_priv_dw3x4_f32; the last group of 4 overlaps the
- * one before it when the height is not a multiple of 4 (the same values are written twice). */
+/* Columns of 4 output pixels at a time through ts_priv_dw3x4_f32, the rest through ts_priv_dw3x1_f32
+ * (or, for 3 rows left, 4 that overlap the 4 before them: the same values are written twice). */
 static void dw_blocked(const ts_conv_f32_params *params, const ts_dims *input_dims, const float *input,
                        const ts_dims *filter_dims, const float *filter, const float *bias,
                        const ts_dims *output_dims, float *output, float *scratch)
@@ -282,7 +281,7 @@ static void dw_blocked(const ts_conv_f32_params *params, const ts_dims *input_di
     const int32_t ch = input_dims->c, in_w = input_dims->w, out_h = output_dims->h, out_w = output_dims->w;
     float *zeros = scratch, *acc = scratch + filter_dims->w * ch;
     ts_priv_dw3x4_f32_args a;
-    int32_t b, ow, oh, j, p;
+    int32_t b, ow, oh, j, p, pixels;
     zero_f32(zeros, filter_dims->w * ch); /* padding rows read it, one column per pass */
     a.bias = bias != NULL ? bias : zeros;
     a.acc = acc;
@@ -296,22 +295,29 @@ static void dw_blocked(const ts_conv_f32_params *params, const ts_dims *input_di
             valid_taps(iw0, 1, filter_dims->w, in_w, &kw0, &kw1);
             a.passes = kw1 - kw0;
             a.w = filter + kw0 * 3 * ch;
-            for (oh = 0; oh < out_h; oh += 4) {
-                const int32_t top = oh + 4 <= out_h ? oh : out_h - 4;
+            for (oh = 0; oh < out_h; oh += pixels) {
+                /* 4 pixels down the column; the last 1 or 2 one at a time, the last 3 as 4 that
+                 * overlap the 4 before them */
+                const int32_t rest = out_h - oh, top = rest >= 4 ? oh : (rest == 3 && out_h >= 4 ? out_h - 4 : oh);
+                pixels = rest >= 4 || top != oh ? 4 : 1; /* (the overlap ends the column) */
                 for (p = 0; p < 4; ++p) {
-                    a.out[p] = batch_output + ((top + p) * out_w + ow) * ch;
+                    a.out[p] = batch_output + ((top + (pixels == 4 ? p : 0)) * out_w + ow) * ch;
                 }
                 if (a.passes == 0) { /* the window lies in the padding: the bias */
-                    for (p = 0; p < 4; ++p) {
+                    for (p = 0; p < pixels; ++p) {
                         memcpy(a.out[p], a.bias, (size_t)ch * sizeof(float));
                     }
                     continue;
                 }
-                for (j = 0; j < 6; ++j) {
+                for (j = 0; j < pixels + 2; ++j) {
                     const int32_t ih = top - params->pad.top + j;
                     a.rows[j] = ih >= 0 && ih < input_dims->h ? batch_input + (ih * in_w + iw0 + kw0) * ch : zeros;
                 }
-                ts_priv_dw3x4_f32(&a);
+                if (pixels == 4) {
+                    ts_priv_dw3x4_f32(&a);
+                } else {
+                    ts_priv_dw3x1_f32(&a);
+                }
             }
         }
     }
@@ -327,7 +333,7 @@ void ts_depthwise_conv_f32(const ts_conv_f32_params *params, const ts_dims *inpu
     const int32_t cout = output_dims->c;
     const int32_t mult = cin > 0 ? cout / cin : 1;
     int32_t b, oh, ow, oc, kh, kw;
-    if (scratch != NULL && ((uintptr_t)scratch & 3u) == 0 && output_dims->h >= 4 &&
+    if (scratch != NULL && ((uintptr_t)scratch & 3u) == 0 &&
         dw_is_blocked(params, input_dims, filter_dims, output_dims)) {
         dw_blocked(params, input_dims, input, filter_dims, filter, bias, output_dims, output, (float *)scratch);
         return;

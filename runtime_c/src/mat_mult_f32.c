@@ -19,8 +19,10 @@
 
 /* Convolution, 4 rows x 3 pixels: accumulators s0-s11 (pixel p, row r in s[4p + r]), weights of four
  * k in s12-s27 (k + i, row r in s[12 + 4i + r]), four inputs of one pixel in s28-s31.
+ * The loop runs 16 k per iteration; it is entered part way (skip groups of 4 k) when K / 4 is not a
+ * multiple of 4. Every instruction of a group of 4 k is 32 bits wide: a group is 52 * 4 = 208 bytes.
  * r0 args, r1-r3 inputs of the pixels, r4 weights, r5 bias, r6-r8 outputs, r9 blocks left,
- * r10 K % 8, r11 bias step, r12 and lr counters. */
+ * r10 K % 4, r11 bias step, r12 iterations left, lr entry point and single-k counter; [sp] entry. */
 #define TS_CONV_PIXEL(xr, a0, a1, a2, a3)                                                                    \
     "vldmia " xr "!, {s28-s31}\n\t"                                                                           \
     TS_V(a0, 12, 28) TS_V(a1, 13, 28) TS_V(a2, 14, 28) TS_V(a3, 15, 28)                                     \
@@ -34,27 +36,31 @@
 __asm__(TS_FUNC_BEGIN(ts_priv_gemm4x3_f32)
         "push {r4-r11, lr}\n\t"
         "vpush {s16-s31}\n\t"
+        "ldr r12, [r0, #52]\n\t"
+        "movs lr, #208\n\t"
+        "adr r4, 2f\n\t"
+        "mla lr, lr, r12, r4\n\t"
+        "orr lr, lr, #1\n\t"
+        "push {r0, lr}\n\t"
         "add r4, r0, #16\n\t"
         "ldm r4, {r4-r11}\n"
         "1:\n\t"
-        "ldm r0, {r1, r2, r3, r12}\n\t"
+        "ldr r12, [r0, #48]\n\t"
+        "ldm r0, {r1, r2, r3}\n\t"
         "vldmia r5, {s0-s3}\n\t"
         "vldmia r5, {s4-s7}\n\t"
         "vldmia r5, {s8-s11}\n\t"
         "add r5, r5, r11\n\t"
-        "cmp r12, #0\n\t"
-        "beq 3f\n"
+        "ldr lr, [sp, #4]\n\t"
+        "bx lr\n\t"
+        ".p2align 2\n"
         "2:\n\t"
-        TS_CONV_K4 TS_CONV_K4
+        TS_CONV_K4 TS_CONV_K4 TS_CONV_K4 TS_CONV_K4
         "subs r12, r12, #1\n\t"
-        "bne 2b\n"
-        "3:\n\t"
-        "tst r10, #4\n\t"
-        "beq 4f\n\t"
-        TS_CONV_K4
-        "4:\n\t"
-        "ands lr, r10, #3\n\t"
-        "beq 6f\n"
+        "bne 2b\n\t"
+        "cmp r10, #0\n\t"
+        "beq 6f\n\t"
+        "mov lr, r10\n"
         "5:\n\t"
         "vldmia r4!, {s12-s15}\n\t"
         "vldmia r1!, {s28}\n\t"
@@ -71,6 +77,7 @@ __asm__(TS_FUNC_BEGIN(ts_priv_gemm4x3_f32)
         "vstmia r6!, {s0-s3}\n\t"
         "subs r9, r9, #1\n\t"
         "bne 1b\n\t"
+        "add sp, sp, #8\n\t"
         "vpop {s16-s31}\n\t"
         "pop {r4-r11, pc}"
         TS_FUNC_END(ts_priv_gemm4x3_f32));
@@ -150,56 +157,63 @@ __asm__(TS_FUNC_BEGIN(ts_priv_gemm8x1_f32)
     TS_V(12, 24, 28) TS_V(13, 25, 29) TS_V(14, 26, 30) TS_V(15, 27, 31)
 #define TS_DW_BIAS "vldmia r9, {s0-s3}\n\tvldmia r9, {s4-s7}\n\tvldmia r9, {s8-s11}\n\tvldmia r9!, {s12-s15}\n\t"
 #define TS_DW_OUT "vstmia r0!, {s0-s3}\n\tvstmia r11!, {s4-s7}\n\tvstmia r12!, {s8-s11}\n\tvstmia lr!, {s12-s15}\n\t"
+/* One pixel: accumulators s0-s3, input rows r1-r3 only. */
+#define TS_DW_BODY1                                                                                           \
+    "vldmia r7!, {s16-s27}\n\t"                                                                               \
+    "vldmia r1!, {s28-s31}\n\t"                                                                               \
+    TS_V(0, 16, 28) TS_V(1, 17, 29) TS_V(2, 18, 30) TS_V(3, 19, 31)                                         \
+    "vldmia r2!, {s28-s31}\n\t"                                                                               \
+    TS_V(0, 20, 28) TS_V(1, 21, 29) TS_V(2, 22, 30) TS_V(3, 23, 31)                                         \
+    "vldmia r3!, {s28-s31}\n\t"                                                                               \
+    TS_V(0, 24, 28) TS_V(1, 25, 29) TS_V(2, 26, 30) TS_V(3, 27, 31)
+#define TS_DW_BIAS1 "vldmia r9!, {s0-s3}\n\t"
+#define TS_DW_OUT1 "vstmia r0!, {s0-s3}\n\t"
 
-__asm__(TS_FUNC_BEGIN(ts_priv_dw3x4_f32)
-        "push {r4-r11, lr}\n\t"
-        "vpush {s16-s31}\n\t"
-        "ldm r0, {r1-r6}\n\t"
-        "ldr r7, [r0, #24]\n\t"
-        "ldr r9, [r0, #28]\n\t"
-        "ldr r11, [r0, #32]\n"
-        "1:\n\t"
-        "ldr r8, [r0, #36]\n\t"
-        "ldr r10, [r0, #40]\n\t"
-        "cmp r11, #1\n\t"
-        "beq 5f\n\t"
-        "cmp r9, #0\n\t"
-        "beq 3f\n"
-        "2:\n\t"
-        TS_DW_BIAS TS_DW_BODY
-        "vstmia r8!, {s0-s15}\n\t"
-        "subs r10, r10, #1\n\t"
-        "bne 2b\n\t"
-        "movs r9, #0\n\t"
-        "b 4f\n"
-        "3:\n\t"
-        "vldmia r8, {s0-s15}\n\t"
-        TS_DW_BODY
-        "vstmia r8!, {s0-s15}\n\t"
-        "subs r10, r10, #1\n\t"
-        "bne 3b\n"
-        "4:\n\t"
-        "subs r11, r11, #1\n\t"
-        "b 1b\n"
-        "5:\n\t"
-        "add lr, r0, #44\n\t"
-        "ldm lr, {r0, r11, r12, lr}\n\t"
-        "cmp r9, #0\n\t"
-        "beq 7f\n"
-        "6:\n\t"
-        TS_DW_BIAS TS_DW_BODY TS_DW_OUT
-        "subs r10, r10, #1\n\t"
-        "bne 6b\n\t"
-        "b 8f\n"
-        "7:\n\t"
-        "vldmia r8!, {s0-s15}\n\t"
-        TS_DW_BODY TS_DW_OUT
-        "subs r10, r10, #1\n\t"
-        "bne 7b\n"
-        "8:\n\t"
-        "vpop {s16-s31}\n\t"
-        "pop {r4-r11, pc}"
-        TS_FUNC_END(ts_priv_dw3x4_f32));
+/* The passes over the kernel columns: the first starts from the bias, the last stores the outputs,
+ * the others go through the accumulator buffer (acc_regs, as one VLDM/VSTM). */
+#define TS_DW_FUNC(name, body, bias, out, acc_regs)                                                           \
+    __asm__(TS_FUNC_BEGIN(name) "push {r4-r11, lr}\n\t"                                                      \
+                                "vpush {s16-s31}\n\t"                                                         \
+                                "ldm r0, {r1-r6}\n\t"                                                         \
+                                "ldr r7, [r0, #24]\n\t"                                                       \
+                                "ldr r9, [r0, #28]\n\t"                                                       \
+                                "ldr r11, [r0, #32]\n"                                                        \
+                                "1:\n\t"                                                                      \
+                                "ldr r8, [r0, #36]\n\t"                                                       \
+                                "ldr r10, [r0, #40]\n\t"                                                      \
+                                "cmp r11, #1\n\t"                                                             \
+                                "beq 5f\n\t"                                                                  \
+                                "cmp r9, #0\n\t"                                                              \
+                                "beq 3f\n"                                                                    \
+                                "2:\n\t" bias body "vstmia r8!, " acc_regs "\n\t"                             \
+                                "subs r10, r10, #1\n\t"                                                       \
+                                "bne 2b\n\t"                                                                  \
+                                "movs r9, #0\n\t"                                                             \
+                                "b 4f\n"                                                                      \
+                                "3:\n\t"                                                                      \
+                                "vldmia r8, " acc_regs "\n\t" body "vstmia r8!, " acc_regs "\n\t"             \
+                                "subs r10, r10, #1\n\t"                                                       \
+                                "bne 3b\n"                                                                    \
+                                "4:\n\t"                                                                      \
+                                "subs r11, r11, #1\n\t"                                                       \
+                                "b 1b\n"                                                                      \
+                                "5:\n\t"                                                                      \
+                                "add lr, r0, #44\n\t"                                                         \
+                                "ldm lr, {r0, r11, r12, lr}\n\t"                                              \
+                                "cmp r9, #0\n\t"                                                              \
+                                "beq 7f\n"                                                                    \
+                                "6:\n\t" bias body out "subs r10, r10, #1\n\t"                                \
+                                "bne 6b\n\t"                                                                  \
+                                "b 8f\n"                                                                      \
+                                "7:\n\t"                                                                      \
+                                "vldmia r8!, " acc_regs "\n\t" body out "subs r10, r10, #1\n\t"               \
+                                "bne 7b\n"                                                                    \
+                                "8:\n\t"                                                                      \
+                                "vpop {s16-s31}\n\t"                                                          \
+                                "pop {r4-r11, pc}" TS_FUNC_END(name))
+
+TS_DW_FUNC(ts_priv_dw3x4_f32, TS_DW_BODY, TS_DW_BIAS, TS_DW_OUT, "{s0-s15}");
+TS_DW_FUNC(ts_priv_dw3x1_f32, TS_DW_BODY1, TS_DW_BIAS1, TS_DW_OUT1, "{s0-s3}");
 
 /* y = a op b, 16 values per iteration through s0-s31, then one at a time. */
 #define TS_OP16(op)                                                                                           \
@@ -256,21 +270,22 @@ __asm__(TS_FUNC_BEGIN(ts_priv_sum16_f32)
         "pop {r4-r6, pc}"
         TS_FUNC_END(ts_priv_sum16_f32));
 
-/* max(x, +0) on the bits, eight words per LDM/STM: a float with its sign bit set becomes +0. */
+/* max(x, +0) on the bits, twelve words per LDM/STM: a float with its sign bit set becomes +0. */
 void ts_priv_relu_f32(float *data, int32_t n);
 #define TS_BIC(r) "bic " r ", " r ", " r ", asr #31\n\t"
 __asm__(TS_FUNC_BEGIN(ts_priv_relu_f32)
-        "push {r4-r10, lr}\n\t"
-        "lsrs r12, r1, #3\n\t"
-        "beq 2f\n"
+        "push {r4-r11, lr}\n\t"
+        "subs r1, r1, #12\n\t"
+        "blt 2f\n"
         "1:\n\t"
-        "ldm r0, {r2-r9}\n\t"
-        TS_BIC("r2") TS_BIC("r3") TS_BIC("r4") TS_BIC("r5") TS_BIC("r6") TS_BIC("r7") TS_BIC("r8") TS_BIC("r9")
-        "stmia r0!, {r2-r9}\n\t"
-        "subs r12, r12, #1\n\t"
-        "bne 1b\n"
+        "ldm r0, {r2-r12, lr}\n\t"
+        TS_BIC("r2") TS_BIC("r3") TS_BIC("r4") TS_BIC("r5") TS_BIC("r6") TS_BIC("r7")
+        TS_BIC("r8") TS_BIC("r9") TS_BIC("r10") TS_BIC("r11") TS_BIC("r12") TS_BIC("lr")
+        "stmia r0!, {r2-r12, lr}\n\t"
+        "subs r1, r1, #12\n\t"
+        "bge 1b\n"
         "2:\n\t"
-        "ands r1, r1, #7\n\t"
+        "adds r1, r1, #12\n\t"
         "beq 4f\n"
         "3:\n\t"
         "ldr r2, [r0]\n\t"
@@ -279,7 +294,7 @@ __asm__(TS_FUNC_BEGIN(ts_priv_relu_f32)
         "subs r1, r1, #1\n\t"
         "bne 3b\n"
         "4:\n\t"
-        "pop {r4-r10, pc}"
+        "pop {r4-r11, pc}"
         TS_FUNC_END(ts_priv_relu_f32));
 
 /* Row by row: 16 words per VLDM/VSTM through s0-s15, then 8, 4 and single words.
@@ -329,7 +344,7 @@ __asm__(TS_FUNC_BEGIN(ts_priv_copy_rows_f32)
 
 void ts_priv_gemm4x3_f32(const ts_priv_gemm4x3_f32_args *a)
 {
-    const int32_t K = 8 * a->k8 + a->ktail;
+    const int32_t K = 4 * a->k4 + a->ktail;
     const float *w = a->w, *bias = a->bias;
     int32_t blk, k, p, r, at = 0;
     for (blk = 0; blk < a->blocks; ++blk) {
@@ -385,16 +400,16 @@ void ts_priv_copy_rows_f32(float *dst, const float *src, int32_t n, int32_t rows
     }
 }
 
-void ts_priv_dw3x4_f32(const ts_priv_dw3x4_f32_args *a)
+static void dw3_f32(const ts_priv_dw3x4_f32_args *a, int32_t pixels)
 {
     const float *rows[6], *w = a->w, *bias = a->bias;
     int32_t pass, blk, j, p, c;
     memcpy(rows, a->rows, sizeof rows);
     for (pass = 0; pass < a->passes; ++pass) {
         float *acc = a->acc;
-        for (blk = 0; blk < a->blocks; ++blk, acc += 16, w += 12) {
+        for (blk = 0; blk < a->blocks; ++blk, acc += 4 * pixels, w += 12) {
             float s[4][4];
-            for (p = 0; p < 4; ++p) {
+            for (p = 0; p < pixels; ++p) {
                 for (c = 0; c < 4; ++c) {
                     s[p][c] = pass == 0 ? bias[c] : acc[4 * p + c];
                 }
@@ -402,8 +417,8 @@ void ts_priv_dw3x4_f32(const ts_priv_dw3x4_f32_args *a)
             if (pass == 0) {
                 bias += 4;
             }
-            for (j = 0; j < 6; ++j) {
-                for (p = 0; p < 4; ++p) {
+            for (j = 0; j < pixels + 2; ++j) {
+                for (p = 0; p < pixels; ++p) {
                     const int32_t kh = j - p;
                     for (c = 0; c < 4 && kh >= 0 && kh < 3; ++c) {
                         s[p][c] += w[4 * kh + c] * rows[j][c];
@@ -411,11 +426,21 @@ void ts_priv_dw3x4_f32(const ts_priv_dw3x4_f32_args *a)
                 }
                 rows[j] += 4;
             }
-            for (p = 0; p < 4; ++p) {
+            for (p = 0; p < pixels; ++p) {
                 memcpy(pass == a->passes - 1 ? a->out[p] + 4 * blk : acc + 4 * p, s[p], sizeof s[p]);
             }
         }
     }
+}
+
+void ts_priv_dw3x4_f32(const ts_priv_dw3x4_f32_args *a)
+{
+    dw3_f32(a, 4);
+}
+
+void ts_priv_dw3x1_f32(const ts_priv_dw3x4_f32_args *a)
+{
+    dw3_f32(a, 1);
 }
 
 void ts_priv_add_f32(const float *a, const float *b, float *y, int32_t n)

@@ -33,17 +33,28 @@
 /* One call of the convolution's kernel: `blocks` blocks of 4 rows for 3 pixels. Pixel p's K input
  * values are x[p][0..K); out[p] receives row block j at out[p][4j..4j+3]. The stores of pixel 2
  * come before those of pixel 1, and those before pixel 0's: a pixel that is not needed may alias
- * x[0] and out[0]. bias advances by bias_step bytes per block (16, or 0 to repeat four values). */
+ * x[0] and out[0]. bias advances by bias_step bytes per block (16, or 0 to repeat four values).
+ * ts_priv_gemm4x3_f32_prepare fills k4, ktail, iterations and skip from K. */
 typedef struct {
     const float *x[3]; /* offsets 0, 4, 8 (the assembly reads the layout) */
-    int32_t k8;        /* 12: K / 8 */
+    int32_t k4;        /* 12: K / 4 */
     const float *w;    /* 16: packed rows, advances by 4 K values per block */
     const float *bias; /* 20 */
     float *out[3];     /* 24, 28, 32 */
     int32_t blocks;    /* 36: >= 1 */
-    int32_t ktail;     /* 40: K % 8 */
+    int32_t ktail;     /* 40: K % 4 */
     int32_t bias_step; /* 44 */
+    int32_t iterations; /* 48: of 16 k: ceil(K / 16), at least 1 */
+    int32_t skip;       /* 52: groups of 4 k the first iteration leaves out (0..3; 4 when K < 4) */
 } ts_priv_gemm4x3_f32_args;
+
+static inline void ts_priv_gemm4x3_f32_prepare(ts_priv_gemm4x3_f32_args *a, int32_t K)
+{
+    a->k4 = K / 4;
+    a->ktail = K % 4;
+    a->iterations = a->k4 > 0 ? (a->k4 + 3) / 4 : 1;
+    a->skip = a->k4 > 0 ? (4 - a->k4 % 4) % 4 : 4;
+}
 
 void ts_priv_gemm4x3_f32(const ts_priv_gemm4x3_f32_args *a);
 
@@ -80,6 +91,8 @@ typedef struct {
 } ts_priv_dw3x4_f32_args;
 
 void ts_priv_dw3x4_f32(const ts_priv_dw3x4_f32_args *a);
+/* The same for one pixel: rows[0..2], out[0] (acc: 4 per block). */
+void ts_priv_dw3x1_f32(const ts_priv_dw3x4_f32_args *a);
 
 /* y[i] = a[i] + b[i] (or a[i] * b[i]) for i < n; y may be a or b. */
 void ts_priv_add_f32(const float *a, const float *b, float *y, int32_t n);
