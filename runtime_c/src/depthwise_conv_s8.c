@@ -837,7 +837,8 @@ void ts_depthwise_conv_s8(const ts_conv_params *params, const ts_channel_quant *
     int32_t b, oh, ow;
 #if TS_HAVE_DSP
     if (mult == 1 && scratch != NULL && ((uintptr_t)scratch & 3u) == 0 && filter_dims->h == 3 &&
-        filter_dims->w == 3 && (params->stride.h == 1 || params->stride.h == 2) && params->dilation.h == 1) {
+        filter_dims->w == 3 && (params->stride.h == 1 || params->stride.h == 2) && params->dilation.h == 1 &&
+        input_dims->h > 0 && input_dims->w > 0 && output_dims->h > 0 && output_dims->w > 0) {
         dw_fast(params, quant, input_dims, input, filter_dims, filter, bias, output_dims, output, (int32_t *)scratch);
         return;
     }
