@@ -209,8 +209,8 @@ static int32_t dw_dsp(const ts_conv_params *params, const ts_channel_quant *quan
  *
  * Emulated instructions per MAC on Cortex-M4 (bench/kernel_profile.py): DS-CNN's 25x5x64 layers
  * 2.15 (6.94 before this path), 16x16x64 2.25, stride 2 (32x32x32) 2.94; per four outputs the
- * step is 59 instructions: 24 multiplies, 10 loads, 16 for the requantization, 9 for the stores
- * and the loop.
+ * step is 59 instructions: 24 multiplies, 10 loads (weights, inputs, bias), 17 for the
+ * requantization (with the LDM of its constants), 8 for the stores and the loop.
  * ------------------------------------------------------------------------------------------------ */
 
 #if defined(__ARM_FEATURE_DSP) && !defined(TS_NO_DSP)
