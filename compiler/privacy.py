@@ -422,6 +422,35 @@ def sweep(
     return report
 
 
+# floors: what an attacker gets from the class alone, or from the model's answer ------------------------------
+def class_mean_ssim(data: Dataset) -> float:
+    """SSIM of the mean attacker image of each held-out input's own class: the class and nothing more."""
+    images, truth = as_images(data.x_train), as_images(data.x_test)
+    means = {c: images[data.y_train == c].mean(axis=0) for c in np.unique(data.y_train)}
+    guess = np.stack([means[c] for c in data.y_test])
+    lo, hi = float(data.x_train.min()), float(data.x_train.max())
+    return float(ssim(guess, truth, hi - lo).mean())
+
+
+def output_ssim(graph: Graph, data: Dataset, config: AttackConfig = AttackConfig()) -> float:
+    """SSIM of the inversion attack on the int8 model's output (logits): what any useful split lets out."""
+    name = graph.outputs[0]
+    q = graph.tensors[name].quant
+
+    def features(x: np.ndarray) -> np.ndarray:
+        out = noise_pass.run_many(graph, {graph.inputs[0]: x})[name]
+        return (out if q is None else quant.dequantize(out, q)).reshape(len(x), -1).astype(np.float32)
+
+    train, test = features(data.x_train), features(data.x_test)
+    norm = float(train.std()) or 1.0
+    lo, hi = float(data.x_train.min()), float(data.x_train.max())
+    targets = ((as_images(data.x_train) - lo) / (hi - lo)).reshape(len(train), -1).astype(np.float32)
+    params = train_decoder(lambda _: train / norm, targets, config)
+    truth = as_images(data.x_test)
+    rec = lo + (hi - lo) * reconstruct(params, test / norm).reshape(truth.shape)
+    return float(ssim(rec, truth, hi - lo).mean())
+
+
 # output --------------------------------------------------------------------------------------------------
 HEADER = "| cut | noise | scale (steps) | accuracy % | drop (pts) | SSIM | PSNR dB | dCor | SSIM, naive attacker |"
 

@@ -286,7 +286,7 @@ def attack_section(
         return {
             "attack_ssim_without_noise": privacy.attack_leakage(inputs, real(clean)),
             "attack_ssim": privacy.attack_leakage(inputs, real(noisy_sent)),
-            "attack": f"compiler.privacy.attack_leakage (QUICK decoder, {len(inputs)} {source})",
+            "attack": f"compiler.privacy.attack_leakage (MLP and linear decoders, {len(inputs)} {source})",
         }
     except (ValueError, CompileError) as e:
         return {"attack_ssim": None, "attack": f"not measured: {e}"}

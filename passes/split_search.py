@@ -379,7 +379,8 @@ def prepare(
     note = samples_note or f"{count} calibration samples"
     dcor = leakage_scores(graph, values, candidates(graph), cut_quant, noise)
     if attack is not None:
-        how = f"QUICK decoder trained on 75 % of {len(attack.inputs)} samples of {attack.source}, scored on the rest"
+        n = len(attack.inputs)
+        how = f"MLP (QUICK) and linear decoders trained on 75 % of {n} samples of {attack.source}, scored on the rest"
         measure, leakage, leakage_note = "attack", {}, how
     else:
         dcor_on = min(count, DCOR_SAMPLES)

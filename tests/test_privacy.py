@@ -313,3 +313,16 @@ def test_privacy_weight_lowers_what_the_cut_carries(trainer: Any) -> None:
         return float(trainer.capacity_bits(cuts["r2"][0], 32.0))
 
     assert bits_after(0.01) < 0.7 * bits_after(0.0)
+
+
+def test_class_mean_floor() -> None:
+    rng = np.random.default_rng(0)
+    means = rng.random((3, 1, 14, 14)).astype(np.float32)
+    y_train = np.repeat(np.arange(3), 20)
+    x_train = means[y_train] + 0.2 * rng.standard_normal((60, 1, 14, 14)).astype(np.float32)
+    x_train -= x_train.reshape(3, 20, -1).mean(axis=1).repeat(20, axis=0).reshape(x_train.shape) - means[y_train]
+    y_test = np.array([2, 0, 1, 1])
+    exact = P.Dataset(x_train, y_train, means[y_test], y_test, "class means")
+    assert P.class_mean_ssim(exact) == pytest.approx(1.0)  # held-out images that are their class's mean
+    shuffled = P.Dataset(x_train, y_train, means[y_test], np.array([0, 1, 2, 0]), "wrong classes")
+    assert P.class_mean_ssim(shuffled) < 0.5
