@@ -88,9 +88,8 @@ int ts_priv_rq_rows(int32_t rows, const int32_t *multiplier, const int32_t *shif
 #endif
 
 /* One weight row against TS_MM_COLS = 4 columns, `groups` groups of 4 values, into a0..a3. */
-static inline __attribute__((always_inline)) const int8_t *dot_1x4(const int8_t *w, const int16_t *x,
-                                                                    int32_t groups, int32_t *acc0, int32_t *acc1,
-                                                                    int32_t *acc2, int32_t *acc3)
+static TS_ALWAYS_INLINE void dot_1x4(const int8_t *w, const int16_t *x, int32_t groups, int32_t *acc0, int32_t *acc1,
+                                     int32_t *acc2, int32_t *acc3)
 {
     int32_t a0 = *acc0, a1 = *acc1, a2 = *acc2, a3 = *acc3;
 #if TS_DSP_ASM
@@ -142,7 +141,6 @@ static inline __attribute__((always_inline)) const int8_t *dot_1x4(const int8_t 
     *acc1 = a1;
     *acc2 = a2;
     *acc3 = a3;
-    return w;
 }
 
 #if TS_DSP_ASM
@@ -162,9 +160,8 @@ static inline __attribute__((always_inline)) const int8_t *dot_1x4(const int8_t 
 #endif
 
 /* dot_1x4 with the row's weights pre-widened: int16, each group in the columns' order 0, 2, 1, 3. */
-static inline __attribute__((always_inline)) void dot_1x4_wide(const int16_t *w, const int16_t *x, int32_t groups,
-                                                               int32_t *acc0, int32_t *acc1, int32_t *acc2,
-                                                               int32_t *acc3)
+static TS_ALWAYS_INLINE void dot_1x4_wide(const int16_t *w, const int16_t *x, int32_t groups, int32_t *acc0,
+                                          int32_t *acc1, int32_t *acc2, int32_t *acc3)
 {
     int32_t a0 = *acc0, a1 = *acc1, a2 = *acc2, a3 = *acc3;
 #if TS_DSP_ASM
@@ -218,8 +215,7 @@ static inline __attribute__((always_inline)) void dot_1x4_wide(const int16_t *w,
 
 /* o[0], o[stride], o[2 * stride], o[3 * stride] = v0..v3, through one pointer: in C, GCC turns the
  * four addresses into four induction variables of the row loop, and spills them. */
-static inline __attribute__((always_inline)) void store4_strided(int8_t *o, int32_t stride, int32_t v0, int32_t v1,
-                                                                 int32_t v2, int32_t v3)
+static TS_ALWAYS_INLINE void store4_strided(int8_t *o, int32_t stride, int32_t v0, int32_t v1, int32_t v2, int32_t v3)
 {
 #if TS_DSP_ASM
     int8_t *t;
@@ -241,10 +237,9 @@ static inline __attribute__((always_inline)) void store4_strided(int8_t *o, int3
 
 /* The outputs j < valid (a constant 4 on the hot path) of one row with its fused constants. They are
  * copied to locals first: the int8 stores may alias the table, and GCC would reload it after each. */
-static inline __attribute__((always_inline)) void store_row4(const ts_priv_rq_row *r, int32_t a0, int32_t a1,
-                                                             int32_t a2, int32_t a3, int8_t *o, int32_t stride,
-                                                             int full_range, int32_t act_min, int32_t act_max,
-                                                             int32_t valid)
+static TS_ALWAYS_INLINE void store_row4(const ts_priv_rq_row *r, int32_t a0, int32_t a1, int32_t a2, int32_t a3,
+                                        int8_t *o, int32_t stride, int full_range, int32_t act_min, int32_t act_max,
+                                        int32_t valid)
 {
     const int64_t round = (int64_t)(((uint64_t)(uint32_t)r->round_hi << 32) | r->round_lo);
     const int32_t multiplier = r->multiplier, sh = r->sh;
@@ -270,12 +265,10 @@ static inline __attribute__((always_inline)) void store_row4(const ts_priv_rq_ro
 
 /* Rows of `row_stride` weights (int8 at w8, or pre-widened int16 at w16 when `wide`), `groups` groups
  * read from each, every row fused: few live variables, so that GCC keeps the row loop in registers. */
-static inline __attribute__((always_inline)) void rows_fused_loop(const int8_t *w8, const int16_t *w16, int wide,
-                                                                  int32_t row_stride, int32_t rows, int32_t groups,
-                                                                  const int16_t *cols, const int32_t *bias,
-                                                                  const ts_priv_rq_row *rq, int8_t *o,
-                                                                  int32_t stride, int full_range, int32_t act_min,
-                                                                  int32_t act_max, int32_t valid)
+static TS_ALWAYS_INLINE void rows_fused_loop(const int8_t *w8, const int16_t *w16, int wide, int32_t row_stride,
+                                             int32_t rows, int32_t groups, const int16_t *cols, const int32_t *bias,
+                                             const ts_priv_rq_row *rq, int8_t *o, int32_t stride, int full_range,
+                                             int32_t act_min, int32_t act_max, int32_t valid)
 {
     for (; rows > 0; --rows, ++rq, ++o) {
         const int32_t b = bias != NULL ? *bias++ : 0;
@@ -292,11 +285,10 @@ static inline __attribute__((always_inline)) void rows_fused_loop(const int8_t *
 }
 
 /* The fused rows for `valid` columns: the four-column block specialised, with and without bounds. */
-static inline __attribute__((always_inline)) void rows_fused(const int8_t *w8, const int16_t *w16, int wide,
-                                                             int32_t row_stride, int32_t rows, int32_t groups,
-                                                             const int16_t *cols, const int32_t *bias,
-                                                             const ts_priv_rq_row *rq, int8_t *o, int32_t stride,
-                                                             int32_t act_min, int32_t act_max, int32_t valid)
+static TS_ALWAYS_INLINE void rows_fused(const int8_t *w8, const int16_t *w16, int wide, int32_t row_stride,
+                                        int32_t rows, int32_t groups, const int16_t *cols, const int32_t *bias,
+                                        const ts_priv_rq_row *rq, int8_t *o, int32_t stride, int32_t act_min,
+                                        int32_t act_max, int32_t valid)
 {
     if (valid != TS_MM_COLS) {
         rows_fused_loop(w8, w16, wide, row_stride, rows, groups, cols, bias, rq, o, stride, 0, act_min, act_max,
@@ -425,9 +417,8 @@ void ts_priv_mat_mult_cols(const int8_t *w, int32_t rows, int32_t K, int32_t Kc,
 #endif
 
 /* Four weight rows (w0, w0 + K, w2 = w0 + 2K, w2 + K) against one column, into a0..a3. */
-static inline __attribute__((always_inline)) void dot_4x1(const int8_t *w0, int32_t K, const int16_t *x,
-                                                          int32_t groups, int32_t *acc0, int32_t *acc1,
-                                                          int32_t *acc2, int32_t *acc3)
+static TS_ALWAYS_INLINE void dot_4x1(const int8_t *w0, int32_t K, const int16_t *x, int32_t groups, int32_t *acc0,
+                                     int32_t *acc1, int32_t *acc2, int32_t *acc3)
 {
     const int8_t *w2 = w0 + 2 * K;
     int32_t a0 = *acc0, a1 = *acc1, a2 = *acc2, a3 = *acc3;
@@ -536,8 +527,7 @@ void ts_priv_mat_mult_col(const int8_t *w, int32_t rows, int32_t K, const int16_
 
 /* A block of four pre-widened rows (weight_layout.smlad_weights) against one column of `groups`
  * groups; returns the next block. */
-static inline __attribute__((always_inline)) const int16_t *dot_4x1_wide(const int16_t *w, const int16_t *x,
-                                                                         int32_t groups, int32_t acc[4])
+static TS_ALWAYS_INLINE const int16_t *dot_4x1_wide(const int16_t *w, const int16_t *x, int32_t groups, int32_t acc[4])
 {
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
 #if TS_DSP_ASM

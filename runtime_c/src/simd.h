@@ -138,11 +138,14 @@ static inline int32_t ts_smlatt(int32_t x, int32_t y, int32_t acc)
 #define TS_DSP_ASM 0
 #endif
 
-/* Keeps a hot loop's function out of its caller, so that its registers are allocated for it alone. */
+/* Keeps a hot loop's function out of its caller, so that its registers are allocated for it alone;
+ * TS_ALWAYS_INLINE specialises a helper for the constant arguments of each caller. */
 #if defined(__GNUC__)
 #define TS_NOINLINE __attribute__((noinline))
+#define TS_ALWAYS_INLINE inline __attribute__((always_inline))
 #else
 #define TS_NOINLINE
+#define TS_ALWAYS_INLINE inline
 #endif
 
 #if TS_HAVE_DSP
