@@ -6,20 +6,25 @@ Each model is compiled for target host and emitted for 4 cores by backends/c_mul
 once with the POSIX-threads harness, compiler/harness_threads.py) and by backends/rust.py
 (its crate's host runner, `cargo build --release`, threads from ts::ThreadPool; compiler/
 harness_rust.py). Both are checked bit for bit against the reference on 1..4 threads, then timed in
-`--rounds` rounds, each running every program on 1 and N threads, in an order that rotates from
-round to round (a noisy neighbour hits all alike). Printed per language: median and best time per
-inference, their ratios (speedup), and the speedup compiler/tiling_report.py predicts from MACs;
-with the load average before and after, since a busy machine shrinks every speedup. Absent models
-are skipped.
+`--rounds` rounds, each running every program on 1 and N threads, and N copies of it on 1 thread
+side by side, in an order that rotates from round to round (a noisy neighbour hits all alike).
+Printed per language: median and best time per inference, their ratios (speedup), the speedup
+compiler/tiling_report.py predicts from MACs, and the most the CPUs allowed at the time: N times
+the one-thread time over the side-by-side time (N on an idle machine with N free cores, less when
+other work or the hypervisor takes CPU time), with the load average before and after. Absent
+models are skipped.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,22 +44,48 @@ SHARED = ROOT.parent / "shared" / "models"
 MODELS = ["resnet8_cifar10_int8.onnx", "dscnn_kws_int8.onnx"]
 MAX_THREADS = 4
 
-# (threads, iterations) -> (outputs of the last inference, seconds per inference)
-Program = Callable[[int, int], tuple[list[np.ndarray], float]]
+
+@dataclass
+class Program:
+    """A built program and how to run it: (program path, threads, iterations) -> (outputs of the
+    last inference, seconds per inference)."""
+
+    app: Path
+    run: Callable[[Path, int, int], tuple[list[np.ndarray], float]]
+
+    def __call__(self, threads: int, iterations: int) -> tuple[list[np.ndarray], float]:
+        return self.run(self.app, threads, iterations)
+
+    def side_by_side(self, copies: list[Path], iterations: int) -> float:
+        """Runs these copies of the program on 1 thread each, all at once; their mean seconds per
+        inference. Against one alone it tells how much parallel CPU the machine gives right now."""
+        with ThreadPoolExecutor(len(copies)) as pool:
+            runs = [pool.submit(self.run, app, 1, iterations) for app in copies]
+            return statistics.mean(run.result()[1] for run in runs)
 
 
 def c_program(graph: Graph, x: np.ndarray, work: Path) -> Program:
     ins, outs = io_specs(graph, graph.inputs), io_specs(graph, graph.outputs)
     emit_c_multicore(graph, work / "c", max_cores=MAX_THREADS)
     app = build_host_threads(work / "c", ins, outs, work / "c-build")
-    return lambda threads, iterations: run_threads(app, [x], ins, outs, threads, iterations)
+    return Program(app, lambda app, threads, iterations: run_threads(app, [x], ins, outs, threads, iterations))
 
 
 def rust_program(graph: Graph, x: np.ndarray, work: Path) -> Program:
     ins, outs = io_specs(graph, graph.inputs), io_specs(graph, graph.outputs)
     emit_rust(graph, work / "rust", max_cores=MAX_THREADS)
     app = build_rust_host(work / "rust" / crate_name("model"), work / "rust-build")
-    return lambda threads, iterations: run_rust_host(app, [x], ins, outs, threads, iterations)
+    return Program(app, lambda app, threads, iterations: run_rust_host(app, [x], ins, outs, threads, iterations))
+
+
+def copies(app: Path, n: int) -> list[Path]:
+    """`app` and n - 1 copies of it, each in a folder of its own (a run writes its files beside it)."""
+    paths = [app]
+    for k in range(1, n):
+        folder = app.parent.with_name(f"{app.parent.name}-copy{k}")
+        folder.mkdir(exist_ok=True)
+        paths.append(Path(shutil.copy2(app, folder / app.name)))
+    return paths
 
 
 def main() -> None:
@@ -65,6 +96,7 @@ def main() -> None:
     parser.add_argument("--lang", default="c,rust", help="comma-separated: c, rust")
     args = parser.parse_args()
     langs = [lang for lang in ("c", "rust") if lang in args.lang.split(",")]
+    n = args.threads
     print(f"host CPUs: {os.cpu_count()}, load average (1, 5, 15 min): {os.getloadavg()}")
     for name in MODELS:
         if not (SHARED / name).exists():
@@ -76,23 +108,31 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             makers = {"c": c_program, "rust": rust_program}
             programs = {lang: makers[lang](graph, x, Path(tmp)) for lang in langs}
+            twins = {lang: copies(program.app, n) for lang, program in programs.items()}
             for lang, program in programs.items():
-                for n in range(1, MAX_THREADS + 1):
-                    got = program(n, 1)[0][0]
-                    assert np.array_equal(got, want), f"{name} ({lang}): {n} threads differ from the reference"
-            runs = [(lang, n) for lang in programs for n in (1, args.threads)]
-            times: dict[tuple[str, int], list[float]] = {run: [] for run in runs}
+                for threads in range(1, MAX_THREADS + 1):
+                    got = program(threads, 1)[0][0]
+                    assert np.array_equal(got, want), f"{name} ({lang}): {threads} threads differ from the reference"
+            # per language: 1 thread, N threads, N one-thread runs side by side
+            runs = [(lang, kind) for lang in programs for kind in ("one", "many", "side by side")]
+            times: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
             for r in range(args.rounds):
-                for lang, n in runs[r % len(runs) :] + runs[: r % len(runs)]:
-                    times[lang, n].append(programs[lang](n, args.iterations)[1])
-        predicted = core_plan(graph, args.threads)[1]
+                for lang, kind in runs[r % len(runs) :] + runs[: r % len(runs)]:
+                    program = programs[lang]
+                    if kind == "side by side":
+                        times[lang, kind].append(program.side_by_side(twins[lang], args.iterations))
+                    else:
+                        times[lang, kind].append(program(1 if kind == "one" else n, args.iterations)[1])
+        predicted = core_plan(graph, n)[1]
         for lang in programs:
-            one, many = times[lang, 1], times[lang, args.threads]
+            one, many = times[lang, "one"], times[lang, "many"]
+            ceiling = n * statistics.median(one) / statistics.median(times[lang, "side by side"])
             print(
                 f"{name} ({lang}): 1 thread {1e6 * statistics.median(one):.0f} us (best {1e6 * min(one):.0f}), "
-                f"{args.threads} threads {1e6 * statistics.median(many):.0f} us (best {1e6 * min(many):.0f}); "
+                f"{n} threads {1e6 * statistics.median(many):.0f} us (best {1e6 * min(many):.0f}); "
                 f"speedup median {statistics.median(one) / statistics.median(many):.2f}x, "
-                f"best {min(one) / min(many):.2f}x, predicted {predicted:.2f}x"
+                f"best {min(one) / min(many):.2f}x, predicted {predicted:.2f}x; {n} one-thread runs side by side "
+                f"allowed {ceiling:.2f}x"
             )
         print(f"load average (1, 5, 15 min) after {name}: {os.getloadavg()}")
 
