@@ -11,6 +11,7 @@ compiler/harness_rust.py, which shares cargo's target directory with tests/test_
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -147,7 +148,9 @@ def test_cli_compiles_c_and_rust_for_cores(tmp_path: Path) -> None:
     lib = (out / "rust" / "lenet-model" / "src" / "lib.rs").read_text()
     assert "pub const MAX_CORES: usize = 2;" in lib and "ts::split_rows::<MAX_CORES>(cores," in lib
     assert "lenet_run_worker" in (out / "c" / "model.c").read_text()
-    assert '"cores": 2' in (out / "report.json").read_text()
+    tiling = json.loads((out / "report.json").read_text())["tiling"]
+    assert tiling["cores"] == 2  # the report's per-layer plan is the Rust crate's
+    assert sum(layer["split"] for layer in tiling["layers"]) == lib.count("ts::split_rows::<MAX_CORES>(") > 0
 
 
 ARIEL_STUB = """\
