@@ -8,7 +8,7 @@
 #define ROWS TS_F32_CONV_ROWS
 #define COLS TS_F32_CONV_COLS
 
-static const float zero_bias[ROWS] = {0.0f, 0.0f, 0.0f, 0.0f};
+static const float zero_bias[ROWS] = {0.0f, 0.0f, 0.0f, 0.0f}; /* a block's bias when there is none */
 
 static inline float clampf(float x, float lo, float hi)
 {
@@ -32,13 +32,6 @@ int32_t ts_conv_f32_get_buffer_size(const ts_conv_f32_params *params, const ts_d
         return 0;
     }
     return COLS * filter_dims->h * filter_dims->w * filter_dims->c * (int32_t)sizeof(float);
-}
-
-static void zero_f32(float *dst, int32_t n)
-{
-    if (n > 0) {
-        memset(dst, 0, (size_t)n * sizeof(float)); /* all-zero bits are +0.0f */
-    }
 }
 
 /* The taps t in [*lo, *hi) of a window start + t * dilation, t < kernel, that fall inside [0, size). */
@@ -65,15 +58,11 @@ static void im2col_pixel(float *col, const ts_conv_f32_params *params, const ts_
     int32_t kh0, kh1, kw0, kw1, kh;
     valid_taps(ih0, dh, filter_dims->h, input_dims->h, &kh0, &kh1);
     valid_taps(iw0, dw, kw_n, input_dims->w, &kw0, &kw1);
-    if (kh1 == kh0 || kw1 == kw0) {
-        zero_f32(col, filter_dims->h * row);
-        return;
+    if (kh0 > 0 || kh1 < filter_dims->h || kw0 > 0 || kw1 < kw_n) {
+        ts_priv_zero_f32(col, filter_dims->h * row); /* the padding, then the taps inside */
     }
-    zero_f32(col, kh0 * row); /* the padding: rows above and below, columns left and right */
-    zero_f32(col + kh1 * row, (filter_dims->h - kh1) * row);
-    for (kh = kh0; kh < kh1 && (kw0 > 0 || kw1 < kw_n); ++kh) {
-        zero_f32(col + kh * row, kw0 * cg);
-        zero_f32(col + kh * row + kw1 * cg, (kw_n - kw1) * cg);
+    if (kh1 == kh0 || kw1 == kw0) {
+        return;
     }
     col += kh0 * row + kw0 * cg;
     x = batch_input + ((ih0 + kh0 * dh) * input_dims->w + iw0 + kw0 * dw) * cin + g * cg;
@@ -133,13 +122,91 @@ static void conv_f32_plain(const ts_conv_f32_params *params, const ts_dims *inpu
     }
 }
 
+/* The rows of the block's n pixels times the weights of one group: whole blocks of 4 rows straight
+ * into the output, a last partial block through local buffers. gemm is the kernel for n pixels. */
+static void conv_block(void (*gemm)(ts_priv_gemm4x3_f32_args *), ts_priv_gemm4x3_f32_args *a, int32_t n,
+                       const float *w, const float *bias, int32_t rows, int32_t K)
+{
+    const int32_t full = rows / ROWS, rest = rows % ROWS, chunk = bias != NULL ? full : 1;
+    float *out[COLS];
+    int32_t done, p;
+    memcpy(out, a->out, sizeof out);
+    for (done = 0; done < full; done += chunk) { /* without a bias, one block at a time from zeros */
+        for (p = 0; p < n; ++p) {
+            a->out[p] = out[p] + done * ROWS;
+        }
+        a->w = w + done * ROWS * K;
+        a->bias = bias != NULL ? bias : zero_bias;
+        a->blocks = chunk;
+        gemm(a);
+    }
+    if (rest != 0) {
+        float part_bias[ROWS] = {0.0f, 0.0f, 0.0f, 0.0f}, part_out[COLS][ROWS];
+        int32_t r;
+        for (r = 0; r < rest && bias != NULL; ++r) {
+            part_bias[r] = bias[full * ROWS + r];
+        }
+        for (p = 0; p < n; ++p) {
+            a->out[p] = part_out[p];
+        }
+        a->w = w + full * ROWS * K;
+        a->bias = part_bias;
+        a->blocks = 1;
+        gemm(a);
+        for (p = 0; p < n; ++p) {
+            memcpy(out[p] + full * ROWS, part_out[p], (size_t)rest * sizeof(float));
+        }
+    }
+}
+
+/* A 1x1 window, stride 1, no padding, whole blocks of rows and a bias: output pixel q reads input
+ * pixel q, so the kernel walks the groups of 3 pixels itself. */
+static void conv_f32_pointwise(ts_priv_gemm4x3_f32_args *a, const ts_dims *input_dims, const float *input,
+                               const float *filter, const float *bias, const ts_dims *output_dims, float *output,
+                               int32_t groups, int32_t K)
+{
+    const int32_t cin = input_dims->c, cout = output_dims->c, rows = cout / groups;
+    const int32_t npix = output_dims->h * output_dims->w, whole = npix / COLS * COLS;
+    int32_t b, g, p;
+    a->x_step = COLS * cin * (int32_t)sizeof(float);
+    a->out_step = COLS * cout * (int32_t)sizeof(float);
+    a->blocks = rows / ROWS;
+    for (b = 0; b < input_dims->n; ++b) {
+        for (g = 0; g < groups; ++g) {
+            const float *x = input + b * npix * cin + g * K;
+            float *y = output + b * npix * cout + g * rows;
+            a->w = filter + g * rows * K;
+            a->bias = bias + g * rows;
+            for (p = 0; p < COLS; ++p) {
+                a->x[p] = x + p * cin;
+                a->out[p] = y + p * cout;
+            }
+            if (whole > 0) {
+                a->pixel_groups = whole / COLS;
+                ts_priv_gemm4x3_f32(a);
+            }
+            if (npix > whole) {
+                for (p = 0; p < COLS; ++p) {
+                    a->x[p] = x + (whole + p) * cin;
+                    a->out[p] = y + (whole + p) * cout;
+                }
+                a->pixel_groups = 1;
+                (npix - whole == 2 ? ts_priv_gemm4x2_f32 : ts_priv_gemm4x1_f32)(a);
+            }
+        }
+    }
+    a->pixel_groups = 1;
+}
+
 void ts_conv_f32(const ts_conv_f32_params *params, const ts_dims *input_dims, const float *input,
                  const ts_dims *filter_dims, const float *filter, const float *bias, const ts_dims *output_dims,
                  float *output, void *scratch)
 {
+    static void (*const gemm[COLS + 1])(ts_priv_gemm4x3_f32_args *) = {
+        NULL, ts_priv_gemm4x1_f32, ts_priv_gemm4x2_f32, ts_priv_gemm4x3_f32};
     const int32_t groups = params->groups > 0 ? params->groups : 1;
     const int32_t cin = input_dims->c, cg = filter_dims->c, cout = output_dims->c;
-    const int32_t rows = cout / groups, full = rows / ROWS, rest = rows % ROWS;
+    const int32_t rows = cout / groups, blocks = (rows + ROWS - 1) / ROWS;
     const int32_t K = filter_dims->h * filter_dims->w * cg;
     const int32_t npix = output_dims->h * output_dims->w;
     const int32_t direct = conv_is_direct(params, filter_dims);
@@ -151,6 +218,7 @@ void ts_conv_f32(const ts_conv_f32_params *params, const ts_dims *input_dims, co
     const int32_t ih_max = input_dims->h - 1 - (filter_dims->h - 1) * params->dilation.h;
     const int32_t iw_max = input_dims->w - filter_dims->w;
     float *cols = (float *)scratch;
+    ts_priv_gemm4x3_f32_args a;
     int32_t b, pix, g, p;
     if (npix == 0 || cout == 0) {
         return;
@@ -159,43 +227,40 @@ void ts_conv_f32(const ts_conv_f32_params *params, const ts_dims *input_dims, co
         conv_f32_plain(params, input_dims, input, filter_dims, filter, bias, output_dims, output);
         return;
     }
+    ts_priv_gemm4_f32_prepare(&a, K);
+    if (direct && sh == 1 && sw == 1 && rows % ROWS == 0 && bias != NULL) {
+        conv_f32_pointwise(&a, input_dims, input, filter, bias, output_dims, output, groups, K);
+        ts_priv_activation_f32(params->act_min, params->act_max, output, input_dims->n * npix * cout);
+        return;
+    }
     for (b = 0; b < input_dims->n; ++b) {
         const float *batch_input = input + b * input_dims->h * input_dims->w * cin;
         float *batch_output = output + b * npix * cout;
         int32_t oh = 0, ow = 0; /* of the block's first pixel */
         for (pix = 0; pix < npix; pix += COLS) {
             const int32_t n = npix - pix < COLS ? npix - pix : COLS;
+            const int32_t ih0 = oh * sh - params->pad.top, iw0 = ow * sw - params->pad.left;
             for (g = 0; g < groups; ++g) {
-                const float *w = filter + g * (full + (rest != 0)) * ROWS * K;
-                ts_priv_gemm4x3_f32_args a;
                 int32_t y = oh, x = ow;
-                const int32_t ih0 = oh * sh - params->pad.top, iw0 = ow * sw - params->pad.left;
+                p = 0;
                 if (runs && !direct && n == COLS && ow + COLS <= output_dims->w && ih0 >= 0 && ih0 <= ih_max &&
                     iw0 >= 0 && iw0 + (COLS - 1) * sw <= iw_max) { /* three inner pixels of one row */
                     const float *src = batch_input + (ih0 * input_dims->w + iw0) * cin;
-                    for (p = 0; p < COLS; ++p, src += sw * cin) {
+                    for (; p < COLS; ++p, src += sw * cin) {
                         ts_priv_copy_rows_f32(cols + p * K, src, row, filter_dims->h, row, row_step);
                         a.x[p] = cols + p * K;
                         a.out[p] = batch_output + (pix + p) * cout;
                     }
-                    p = COLS;
-                } else {
-                    p = 0;
                 }
-                for (; p < COLS; ++p) {
-                    if (p >= n) { /* a pixel past the end repeats pixel 0, whose stores come last */
-                        a.x[p] = a.x[0];
-                        a.out[p] = a.out[0];
-                        continue;
-                    }
+                for (; p < n; ++p) {
                     a.out[p] = batch_output + (pix + p) * cout + g * rows;
                     if (direct) {
                         a.x[p] = batch_input + (y * sh * input_dims->w + x * sw) * cin + g * cg;
                     } else {
-                        const int32_t ih0 = y * sh - params->pad.top, iw0 = x * sw - params->pad.left;
+                        const int32_t ih = y * sh - params->pad.top, iw = x * sw - params->pad.left;
                         float *col = cols + p * K;
-                        if (runs && ih0 >= 0 && ih0 <= ih_max && iw0 >= 0 && iw0 <= iw_max) {
-                            ts_priv_copy_rows_f32(col, batch_input + (ih0 * input_dims->w + iw0) * cin, row,
+                        if (runs && ih >= 0 && ih <= ih_max && iw >= 0 && iw <= iw_max) {
+                            ts_priv_copy_rows_f32(col, batch_input + (ih * input_dims->w + iw) * cin, row,
                                                   filter_dims->h, row, row_step);
                         } else {
                             im2col_pixel(col, params, input_dims, batch_input, filter_dims, g, y, x);
@@ -207,35 +272,9 @@ void ts_conv_f32(const ts_conv_f32_params *params, const ts_dims *input_dims, co
                         ++y;
                     }
                 }
-                ts_priv_gemm4x3_f32_prepare(&a, K);
-                a.w = w;
-                a.bias = bias != NULL ? bias + g * rows : zero_bias;
-                a.bias_step = bias != NULL ? ROWS * (int32_t)sizeof(float) : 0;
-                if (full > 0) {
-                    a.blocks = full;
-                    ts_priv_gemm4x3_f32(&a);
-                }
-                if (rest != 0) { /* the last, partial block of rows: through local buffers */
-                    float part_bias[ROWS] = {0.0f, 0.0f, 0.0f, 0.0f}, part_out[COLS][ROWS];
-                    float *out[COLS];
-                    int32_t r;
-                    for (r = 0; r < rest && bias != NULL; ++r) {
-                        part_bias[r] = bias[g * rows + full * ROWS + r];
-                    }
-                    for (p = 0; p < COLS; ++p) {
-                        out[p] = a.out[p] + full * ROWS;
-                        a.out[p] = part_out[p];
-                    }
-                    a.w = w + full * ROWS * K;
-                    a.bias = part_bias;
-                    a.blocks = 1;
-                    ts_priv_gemm4x3_f32(&a);
-                    for (p = 0; p < n; ++p) {
-                        memcpy(out[p], part_out[p], (size_t)rest * sizeof(float));
-                    }
-                }
+                conv_block(gemm[n], &a, n, filter + g * blocks * ROWS * K, bias != NULL ? bias + g * rows : NULL,
+                           rows, K);
             }
-            ts_priv_activation_f32(params->act_min, params->act_max, batch_output + pix * cout, n * cout);
             ow += n;
             while (ow >= output_dims->w) {
                 ow -= output_dims->w;
@@ -243,6 +282,7 @@ void ts_conv_f32(const ts_conv_f32_params *params, const ts_dims *input_dims, co
             }
         }
     }
+    ts_priv_activation_f32(params->act_min, params->act_max, output, input_dims->n * npix * cout);
 }
 
 /* Depthwise filter, packed: for each kernel column kw, each block of 4 channels (channels rounded up
@@ -282,7 +322,7 @@ static void dw_blocked(const ts_conv_f32_params *params, const ts_dims *input_di
     float *zeros = scratch, *acc = scratch + filter_dims->w * ch;
     ts_priv_dw3x4_f32_args a;
     int32_t b, ow, oh, j, p, pixels;
-    zero_f32(zeros, filter_dims->w * ch); /* padding rows read it, one column per pass */
+    ts_priv_zero_f32(zeros, filter_dims->w * ch); /* padding rows read it, one column per pass */
     a.bias = bias != NULL ? bias : zeros;
     a.acc = acc;
     a.blocks = ch / 4;

@@ -17,70 +17,82 @@
     "\t.global " #name "\n\t.hidden " #name "\n\t.type " #name ", %function\n\t.thumb_func\n" #name ":\n\t"
 #define TS_FUNC_END(name) "\n\t.size " #name ", .-" #name "\n\t.popsection\n"
 
-/* Convolution, 4 rows x 3 pixels: accumulators s0-s11 (pixel p, row r in s[4p + r]), weights of four
- * k in s12-s27 (k + i, row r in s[12 + 4i + r]), four inputs of one pixel in s28-s31.
+/* Convolution, 4 rows x 1 to 3 pixels: accumulators s0-s11 (pixel p, row r in s[4p + r]), weights of
+ * four k in s12-s27 (k + i, row r in s[12 + 4i + r]), four inputs of one pixel in s28-s31.
  * The loop runs 16 k per iteration; it is entered part way (skip groups of 4 k) when K / 4 is not a
- * multiple of 4. Every instruction of a group of 4 k is 32 bits wide: a group is 52 * 4 = 208 bytes.
- * r0 args, r1-r3 inputs of the pixels, r4 weights, r5 bias, r6-r8 outputs, r9 blocks left,
- * r10 K % 4, r11 bias step, r12 iterations left, lr entry point and single-k counter; [sp] entry. */
+ * multiple of 4. Every instruction of a group of 4 k is 32 bits wide: a group is (1 + 17 * pixels) * 4
+ * bytes. After each group of pixels the pointers in the arguments advance to the next group.
+ * r0 args, r1-r3 inputs of the pixels, r4 weights, r5 bias, r6 K % 4, r7-r9 outputs,
+ * r10 blocks left, r11 entry point, r12 iterations left, lr single-k counter. */
 #define TS_CONV_PIXEL(xr, a0, a1, a2, a3)                                                                    \
     "vldmia " xr "!, {s28-s31}\n\t"                                                                           \
     TS_V(a0, 12, 28) TS_V(a1, 13, 28) TS_V(a2, 14, 28) TS_V(a3, 15, 28)                                     \
     TS_V(a0, 16, 29) TS_V(a1, 17, 29) TS_V(a2, 18, 29) TS_V(a3, 19, 29)                                     \
     TS_V(a0, 20, 30) TS_V(a1, 21, 30) TS_V(a2, 22, 30) TS_V(a3, 23, 30)                                     \
     TS_V(a0, 24, 31) TS_V(a1, 25, 31) TS_V(a2, 26, 31) TS_V(a3, 27, 31)
-#define TS_CONV_K4                                                                                            \
-    "vldmia r4!, {s12-s27}\n\t" TS_CONV_PIXEL("r1", 0, 1, 2, 3) TS_CONV_PIXEL("r2", 4, 5, 6, 7)              \
-        TS_CONV_PIXEL("r3", 8, 9, 10, 11)
+#define TS_CONV_K4_1 "vldmia r4!, {s12-s27}\n\t" TS_CONV_PIXEL("r1", 0, 1, 2, 3)
+#define TS_CONV_K4_2 TS_CONV_K4_1 TS_CONV_PIXEL("r2", 4, 5, 6, 7)
+#define TS_CONV_K4_3 TS_CONV_K4_2 TS_CONV_PIXEL("r3", 8, 9, 10, 11)
+#define TS_CONV_K1_1                                                                                          \
+    "vldmia r4!, {s12-s15}\n\t"                                                                               \
+    "vldmia r1!, {s28}\n\t" TS_V(0, 12, 28) TS_V(1, 13, 28) TS_V(2, 14, 28) TS_V(3, 15, 28)
+#define TS_CONV_K1_2 TS_CONV_K1_1 "vldmia r2!, {s29}\n\t" TS_V(4, 12, 29) TS_V(5, 13, 29) TS_V(6, 14, 29) TS_V(7, 15, 29)
+#define TS_CONV_K1_3                                                                                          \
+    TS_CONV_K1_2 "vldmia r3!, {s30}\n\t" TS_V(8, 12, 30) TS_V(9, 13, 30) TS_V(10, 14, 30) TS_V(11, 15, 30)
+#define TS_CONV_BIAS_1 "vldmia r5!, {s0-s3}\n\t"
+#define TS_CONV_BIAS_2 "vldmia r5, {s4-s7}\n\t" TS_CONV_BIAS_1
+#define TS_CONV_BIAS_3 "vldmia r5, {s8-s11}\n\t" TS_CONV_BIAS_2
+#define TS_CONV_OUT_1 "vstmia r7!, {s0-s3}\n\t"
+#define TS_CONV_OUT_2 "vstmia r8!, {s4-s7}\n\t" TS_CONV_OUT_1
+#define TS_CONV_OUT_3 "vstmia r9!, {s8-s11}\n\t" TS_CONV_OUT_2
 
-__asm__(TS_FUNC_BEGIN(ts_priv_gemm4x3_f32)
-        "push {r4-r11, lr}\n\t"
-        "vpush {s16-s31}\n\t"
-        "ldr r12, [r0, #52]\n\t"
-        "movs lr, #208\n\t"
-        "adr r4, 2f\n\t"
-        "mla lr, lr, r12, r4\n\t"
-        "orr lr, lr, #1\n\t"
-        "push {r0, lr}\n\t"
-        "add r4, r0, #16\n\t"
-        "ldm r4, {r4-r11}\n"
-        "1:\n\t"
-        "ldr r12, [r0, #48]\n\t"
-        "ldm r0, {r1, r2, r3}\n\t"
-        "vldmia r5, {s0-s3}\n\t"
-        "vldmia r5, {s4-s7}\n\t"
-        "vldmia r5, {s8-s11}\n\t"
-        "add r5, r5, r11\n\t"
-        "ldr lr, [sp, #4]\n\t"
-        "bx lr\n\t"
-        ".p2align 2\n"
-        "2:\n\t"
-        TS_CONV_K4 TS_CONV_K4 TS_CONV_K4 TS_CONV_K4
-        "subs r12, r12, #1\n\t"
-        "bne 2b\n\t"
-        "cmp r10, #0\n\t"
-        "beq 6f\n\t"
-        "mov lr, r10\n"
-        "5:\n\t"
-        "vldmia r4!, {s12-s15}\n\t"
-        "vldmia r1!, {s28}\n\t"
-        "vldmia r2!, {s29}\n\t"
-        "vldmia r3!, {s30}\n\t"
-        TS_V(0, 12, 28) TS_V(1, 13, 28) TS_V(2, 14, 28) TS_V(3, 15, 28)
-        TS_V(4, 12, 29) TS_V(5, 13, 29) TS_V(6, 14, 29) TS_V(7, 15, 29)
-        TS_V(8, 12, 30) TS_V(9, 13, 30) TS_V(10, 14, 30) TS_V(11, 15, 30)
-        "subs lr, lr, #1\n\t"
-        "bne 5b\n"
-        "6:\n\t"
-        "vstmia r8!, {s8-s11}\n\t"
-        "vstmia r7!, {s4-s7}\n\t"
-        "vstmia r6!, {s0-s3}\n\t"
-        "subs r9, r9, #1\n\t"
-        "bne 1b\n\t"
-        "add sp, sp, #8\n\t"
-        "vpop {s16-s31}\n\t"
-        "pop {r4-r11, pc}"
-        TS_FUNC_END(ts_priv_gemm4x3_f32));
+#define TS_GEMM4_FUNC(name, group_bytes, k4, k1, bias, out)                                                  \
+    __asm__(TS_FUNC_BEGIN(name) "push {r4-r11, lr}\n\t"                                                      \
+                                "vpush {s16-s31}\n\t"                                                         \
+                                "ldr r12, [r0, #44]\n\t"                                                      \
+                                "movs lr, #" #group_bytes "\n\t"                                              \
+                                "adr r4, 2f\n\t"                                                              \
+                                "mla r11, lr, r12, r4\n\t"                                                    \
+                                "orr r11, r11, #1\n"                                                          \
+                                "0:\n\t"                                                                      \
+                                "add r4, r0, #16\n\t"                                                         \
+                                "ldm r4, {r4-r10}\n"                                                          \
+                                "1:\n\t"                                                                      \
+                                "ldm r0, {r1, r2, r3, r12}\n\t" bias "bx r11\n\t"                             \
+                                ".p2align 2\n"                                                                \
+                                "2:\n\t" k4 k4 k4 k4 "subs r12, r12, #1\n\t"                                  \
+                                "bne 2b\n\t"                                                                  \
+                                "cbz r6, 4f\n\t"                                                              \
+                                "mov lr, r6\n"                                                                \
+                                "3:\n\t" k1 "subs lr, lr, #1\n\t"                                             \
+                                "bne 3b\n"                                                                    \
+                                "4:\n\t" out "subs r10, r10, #1\n\t"                                          \
+                                "bne 1b\n\t"                                                                  \
+                                "ldr lr, [r0, #52]\n\t"                                                       \
+                                "subs lr, lr, #1\n\t"                                                         \
+                                "beq 5f\n\t"                                                                  \
+                                "str lr, [r0, #52]\n\t"                                                       \
+                                "ldm r0, {r1, r2, r3}\n\t"                                                    \
+                                "ldr r12, [r0, #56]\n\t"                                                      \
+                                "add r1, r1, r12\n\t"                                                         \
+                                "add r2, r2, r12\n\t"                                                         \
+                                "add r3, r3, r12\n\t"                                                         \
+                                "stm r0, {r1, r2, r3}\n\t"                                                    \
+                                "add lr, r0, #28\n\t"                                                         \
+                                "ldm lr, {r1, r2, r3}\n\t"                                                    \
+                                "ldr r12, [r0, #60]\n\t"                                                      \
+                                "add r1, r1, r12\n\t"                                                         \
+                                "add r2, r2, r12\n\t"                                                         \
+                                "add r3, r3, r12\n\t"                                                         \
+                                "stm lr, {r1, r2, r3}\n\t"                                                    \
+                                "b 0b\n"                                                                      \
+                                "5:\n\t"                                                                      \
+                                "vpop {s16-s31}\n\t"                                                          \
+                                "pop {r4-r11, pc}" TS_FUNC_END(name))
+
+TS_GEMM4_FUNC(ts_priv_gemm4x3_f32, 208, TS_CONV_K4_3, TS_CONV_K1_3, TS_CONV_BIAS_3, TS_CONV_OUT_3);
+TS_GEMM4_FUNC(ts_priv_gemm4x2_f32, 140, TS_CONV_K4_2, TS_CONV_K1_2, TS_CONV_BIAS_2, TS_CONV_OUT_2);
+TS_GEMM4_FUNC(ts_priv_gemm4x1_f32, 72, TS_CONV_K4_1, TS_CONV_K1_1, TS_CONV_BIAS_1, TS_CONV_OUT_1);
 
 /* Fully connected, 8 rows x 1 vector: accumulators s0-s7, weights of two k in s8-s23 (k + i, row r
  * in s[8 + 8i + r]), eight inputs in s24-s31.
@@ -297,13 +309,29 @@ __asm__(TS_FUNC_BEGIN(ts_priv_relu_f32)
         "pop {r4-r11, pc}"
         TS_FUNC_END(ts_priv_relu_f32));
 
-/* Row by row: 16 words per VLDM/VSTM through s0-s15, then 8, 4 and single words.
+/* Row by row: rows of 4, 8 or 12 words as one VLDM/VSTM each; other rows 16 words per VLDM/VSTM
+ * through s0-s15, then 8, 4 and single words.
  * r0 dst, r1 src, r2 n, r3 rows, r4 dst stride, r5 src stride (bytes), r6 r7 row pointers. */
+#define TS_COPY_ROWS(label, regs)                                                                             \
+    label ":\n\t"                                                                                             \
+    "vldmia r1, " regs "\n\t"                                                                                 \
+    "vstmia r0, " regs "\n\t"                                                                                 \
+    "add r0, r0, r4\n\t"                                                                                      \
+    "add r1, r1, r5\n\t"                                                                                      \
+    "subs r3, r3, #1\n\t"                                                                                     \
+    "bne " label "b\n\t"                                                                                      \
+    "pop {r4-r8, pc}\n"
 __asm__(TS_FUNC_BEGIN(ts_priv_copy_rows_f32)
         "push {r4-r8, lr}\n\t"
         "ldrd r4, r5, [sp, #24]\n\t"
         "lsls r4, r4, #2\n\t"
-        "lsls r5, r5, #2\n"
+        "lsls r5, r5, #2\n\t"
+        "cmp r2, #4\n\t"
+        "beq 11f\n\t"
+        "cmp r2, #8\n\t"
+        "beq 12f\n\t"
+        "cmp r2, #12\n\t"
+        "beq 13f\n"
         "1:\n\t"
         "mov r6, r0\n\t"
         "mov r7, r1\n\t"
@@ -337,37 +365,86 @@ __asm__(TS_FUNC_BEGIN(ts_priv_copy_rows_f32)
         "add r1, r1, r5\n\t"
         "subs r3, r3, #1\n\t"
         "bne 1b\n\t"
-        "pop {r4-r8, pc}"
+        "pop {r4-r8, pc}\n"
+        TS_COPY_ROWS("11", "{s0-s3}") TS_COPY_ROWS("12", "{s0-s7}") TS_COPY_ROWS("13", "{s0-s11}")
         TS_FUNC_END(ts_priv_copy_rows_f32));
+
+/* dst[0..n) = +0: 8 words per VSTM of s0-s7 set to zero bits. */
+__asm__(TS_FUNC_BEGIN(ts_priv_zero_f32)
+        "movs r2, #0\n\t"
+        "movs r3, #0\n\t"
+        "vmov s0, s1, r2, r3\n\t"
+        "vmov s2, s3, r2, r3\n\t"
+        "vmov s4, s5, r2, r3\n\t"
+        "vmov s6, s7, r2, r3\n\t"
+        "lsrs r12, r1, #3\n\t"
+        "beq 2f\n"
+        "1:\n\t"
+        "vstmia r0!, {s0-s7}\n\t"
+        "subs r12, r12, #1\n\t"
+        "bne 1b\n"
+        "2:\n\t"
+        "tst r1, #4\n\t"
+        "beq 3f\n\t"
+        "vstmia r0!, {s0-s3}\n"
+        "3:\n\t"
+        "ands r1, r1, #3\n\t"
+        "beq 5f\n"
+        "4:\n\t"
+        "str r2, [r0], #4\n\t"
+        "subs r1, r1, #1\n\t"
+        "bne 4b\n"
+        "5:\n\t"
+        "bx lr"
+        TS_FUNC_END(ts_priv_zero_f32));
 
 #else /* portable C: the same sums in the same order */
 
-void ts_priv_gemm4x3_f32(const ts_priv_gemm4x3_f32_args *a)
+static void gemm4_f32(ts_priv_gemm4x3_f32_args *a, int32_t pixels)
 {
     const int32_t K = 4 * a->k4 + a->ktail;
-    const float *w = a->w, *bias = a->bias;
-    int32_t blk, k, p, r, at = 0;
-    for (blk = 0; blk < a->blocks; ++blk) {
-        float acc[3][4];
-        for (p = 0; p < 3; ++p) {
-            for (r = 0; r < 4; ++r) {
-                acc[p][r] = bias[r];
-            }
-        }
-        for (k = 0; k < K; ++k, w += 4) {
-            for (p = 0; p < 3; ++p) {
-                const float x = a->x[p][k];
+    int32_t group, blk, k, p, r;
+    for (group = 0; group < a->pixel_groups; ++group) {
+        const float *w = a->w, *bias = a->bias;
+        for (blk = 0; blk < a->blocks; ++blk, bias += 4) {
+            float acc[3][4];
+            for (p = 0; p < pixels; ++p) {
                 for (r = 0; r < 4; ++r) {
-                    acc[p][r] += w[r] * x;
+                    acc[p][r] = bias[r];
                 }
             }
+            for (k = 0; k < K; ++k, w += 4) {
+                for (p = 0; p < pixels; ++p) {
+                    const float x = a->x[p][k];
+                    for (r = 0; r < 4; ++r) {
+                        acc[p][r] += w[r] * x;
+                    }
+                }
+            }
+            for (p = pixels - 1; p >= 0; --p) {
+                memcpy(a->out[p] + 4 * blk, acc[p], sizeof acc[p]);
+            }
         }
-        for (p = 2; p >= 0; --p) {
-            memcpy(a->out[p] + at, acc[p], sizeof acc[p]);
+        for (p = 0; p < 3 && group + 1 < a->pixel_groups; ++p) {
+            a->x[p] += a->x_step / (int32_t)sizeof(float);
+            a->out[p] += a->out_step / (int32_t)sizeof(float);
         }
-        at += 4;
-        bias += a->bias_step / (int32_t)sizeof(float);
     }
+}
+
+void ts_priv_gemm4x3_f32(ts_priv_gemm4x3_f32_args *a)
+{
+    gemm4_f32(a, 3);
+}
+
+void ts_priv_gemm4x2_f32(ts_priv_gemm4x3_f32_args *a)
+{
+    gemm4_f32(a, 2);
+}
+
+void ts_priv_gemm4x1_f32(ts_priv_gemm4x3_f32_args *a)
+{
+    gemm4_f32(a, 1);
 }
 
 void ts_priv_gemm8x1_f32(const ts_priv_gemm8x1_f32_args *a)
@@ -389,6 +466,11 @@ void ts_priv_gemm8x1_f32(const ts_priv_gemm8x1_f32_args *a)
         memcpy(a->out + 8 * blk, acc, sizeof acc);
         bias += a->bias_step / (int32_t)sizeof(float);
     }
+}
+
+void ts_priv_zero_f32(float *dst, int32_t n)
+{
+    memset(dst, 0, (size_t)n * sizeof(float)); /* all-zero bits are +0.0f */
 }
 
 void ts_priv_copy_rows_f32(float *dst, const float *src, int32_t n, int32_t rows, int32_t dst_stride,

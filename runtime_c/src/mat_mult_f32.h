@@ -30,33 +30,38 @@
 #define TS_F32_CONV_COLS 3 /* output pixels per block of the convolution */
 #define TS_F32_FC_ROWS 8   /* rows per packed block of a fully connected layer's weights */
 
-/* One call of the convolution's kernel: `blocks` blocks of 4 rows for 3 pixels. Pixel p's K input
- * values are x[p][0..K); out[p] receives row block j at out[p][4j..4j+3]. The stores of pixel 2
- * come before those of pixel 1, and those before pixel 0's: a pixel that is not needed may alias
- * x[0] and out[0]. bias advances by bias_step bytes per block (16, or 0 to repeat four values).
- * ts_priv_gemm4x3_f32_prepare fills k4, ktail, iterations and skip from K. */
+/* One call of the convolution's kernel: `blocks` blocks of 4 rows for `pixel_groups` groups of 3
+ * pixels (2 and 1: the same with x[0..1] / x[0]). Pixel p's K input values are x[p][0..K); out[p]
+ * receives row block j at out[p][4j..4j+3]; then every x[p] advances by x_step bytes and every
+ * out[p] by out_step bytes for the next group (the kernel updates them). bias has 4 values per
+ * block. ts_priv_gemm4_f32_prepare fills k4, ktail, iterations and skip from K. */
 typedef struct {
-    const float *x[3]; /* offsets 0, 4, 8 (the assembly reads the layout) */
-    int32_t k4;        /* 12: K / 4 */
-    const float *w;    /* 16: packed rows, advances by 4 K values per block */
-    const float *bias; /* 20 */
-    float *out[3];     /* 24, 28, 32 */
-    int32_t blocks;    /* 36: >= 1 */
-    int32_t ktail;     /* 40: K % 4 */
-    int32_t bias_step; /* 44 */
-    int32_t iterations; /* 48: of 16 k: ceil(K / 16), at least 1 */
-    int32_t skip;       /* 52: groups of 4 k the first iteration leaves out (0..3; 4 when K < 4) */
+    const float *x[3];    /* offsets 0, 4, 8 (the assembly reads the layout) */
+    int32_t iterations;   /* 12: of 16 k: ceil(K / 16), at least 1 */
+    const float *w;       /* 16: packed rows, advances by 4 K values per block */
+    const float *bias;    /* 20 */
+    int32_t ktail;        /* 24: K % 4 */
+    float *out[3];        /* 28, 32, 36 */
+    int32_t blocks;       /* 40: >= 1 */
+    int32_t skip;         /* 44: groups of 4 k the first iteration leaves out (0..3; 4 when K < 4) */
+    int32_t k4;           /* 48: K / 4 */
+    int32_t pixel_groups; /* 52: >= 1 (counted down by the assembly) */
+    int32_t x_step;       /* 56 */
+    int32_t out_step;     /* 60 */
 } ts_priv_gemm4x3_f32_args;
 
-static inline void ts_priv_gemm4x3_f32_prepare(ts_priv_gemm4x3_f32_args *a, int32_t K)
+static inline void ts_priv_gemm4_f32_prepare(ts_priv_gemm4x3_f32_args *a, int32_t K)
 {
     a->k4 = K / 4;
     a->ktail = K % 4;
     a->iterations = a->k4 > 0 ? (a->k4 + 3) / 4 : 1;
     a->skip = a->k4 > 0 ? (4 - a->k4 % 4) % 4 : 4;
+    a->pixel_groups = 1;
 }
 
-void ts_priv_gemm4x3_f32(const ts_priv_gemm4x3_f32_args *a);
+void ts_priv_gemm4x3_f32(ts_priv_gemm4x3_f32_args *a);
+void ts_priv_gemm4x2_f32(ts_priv_gemm4x3_f32_args *a);
+void ts_priv_gemm4x1_f32(ts_priv_gemm4x3_f32_args *a);
 
 /* One call of the fully connected kernel: `blocks` blocks of 8 rows for one input vector x of K
  * values; block j writes out[8j..8j+7]. */
@@ -93,6 +98,9 @@ typedef struct {
 void ts_priv_dw3x4_f32(const ts_priv_dw3x4_f32_args *a);
 /* The same for one pixel: rows[0..2], out[0] (acc: 4 per block). */
 void ts_priv_dw3x1_f32(const ts_priv_dw3x4_f32_args *a);
+
+/* dst[0..n) = +0.0f (n >= 0). */
+void ts_priv_zero_f32(float *dst, int32_t n);
 
 /* y[i] = a[i] + b[i] (or a[i] * b[i]) for i < n; y may be a or b. */
 void ts_priv_add_f32(const float *a, const float *b, float *y, int32_t n);
