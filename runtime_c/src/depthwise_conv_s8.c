@@ -632,54 +632,35 @@ static inline void dw_tail(const int16_t *r0, const int16_t *r1, const int16_t *
     *a0 = acc0;
 }
 
-static TS_NOINLINE void dw_put(const dw_ctx *k, int32_t acc2, int full, int8_t *out)
-{
-    int32_t r = dw_ssat8(dw_requant(k, acc2));
-    if (!full) {
-        r = ts_clamp(r, k->act_min, k->act_max);
-    }
-    *out = (int8_t)r;
-}
-
 /* n outputs of one column, out[j * os] for j < n, from the rows p0, p1, p2 (at output 0): the C
  * version of dw_channel_asm1/2 for one column, and the clamped one. */
 static TS_NOINLINE void dw_column(const int16_t *p0, const int16_t *p1, const int16_t *p2, dw_ctx *k, int8_t *out,
                                   int32_t n, int full)
 {
     const int32_t os = k->os, st = k->stride;
-    int32_t acc[4];
-    for (; n >= 4; n -= 4) {
-        dw_step(p0, p1, p2, k, st, acc);
-        dw_put(k, acc[0], full, out);
-        dw_put(k, acc[1], full, out + os);
-        dw_put(k, acc[2], full, out + 2 * os);
-        dw_put(k, acc[3], full, out + 3 * os);
-        p0 += 4 * st;
-        p1 += 4 * st;
-        p2 += 4 * st;
-        out += 4 * os;
-    }
-    for (; st == 2 && n > 0; --n) {
-        dw_tail(p0, p1, p2, k, &acc[0], NULL);
-        dw_put(k, acc[0], full, out);
-        p0 += 2;
-        p1 += 2;
-        p2 += 2;
-        out += os;
-    }
-    if (n >= 2) {
-        dw_tail(p0, p1, p2, k, &acc[0], &acc[1]);
-        dw_put(k, acc[0], full, out);
-        dw_put(k, acc[1], full, out + os);
-        p0 += 2;
-        p1 += 2;
-        p2 += 2;
-        out += 2 * os;
-        n -= 2;
-    }
-    if (n > 0) {
-        dw_tail(p0, p1, p2, k, &acc[0], NULL);
-        dw_put(k, acc[0], full, out);
+    int32_t acc[4], cnt, j;
+    for (; n > 0; n -= cnt) {
+        if (n >= 4) {
+            dw_step(p0, p1, p2, k, st, acc);
+            cnt = 4;
+        } else if (st == 1 && n >= 2) {
+            dw_tail(p0, p1, p2, k, &acc[0], &acc[1]);
+            cnt = 2;
+        } else {
+            dw_tail(p0, p1, p2, k, &acc[0], NULL);
+            cnt = 1;
+        }
+        for (j = 0; j < cnt; ++j) {
+            int32_t r = dw_ssat8(dw_requant(k, acc[j]));
+            if (!full) {
+                r = ts_clamp(r, k->act_min, k->act_max);
+            }
+            out[j * os] = (int8_t)r;
+        }
+        p0 += st * cnt;
+        p1 += st * cnt;
+        p2 += st * cnt;
+        out += cnt * os;
     }
 }
 
