@@ -272,15 +272,12 @@ static void conv_dsp(const ts_conv_params *params, const ts_channel_quant *quant
 
 #endif /* TS_HAVE_DSP */
 
-/* Weight k of row m: int8 OHWI, or pre-widened (rows of Kp = K rounded up to 4, groups in the order
- * 0, 2, 1, 3). */
-static inline int32_t weight_at(const int8_t *filter, const int16_t *wide_filter, int32_t K, int32_t m, int32_t k)
+/* Weight k of row m of a pre-widened filter: rows of Kp = K rounded up to 4, groups in the order
+ * 0, 2, 1, 3. */
+static inline int32_t wide_weight(const int16_t *wide_filter, int32_t K, int32_t m, int32_t k)
 {
     static const unsigned char order[4] = {0, 2, 1, 3};
-    if (wide_filter != NULL) {
-        return wide_filter[m * ((K + 3) & ~3) + (k & ~3) + order[k & 3]];
-    }
-    return filter[m * K + k];
+    return wide_filter[m * ((K + 3) & ~3) + (k & ~3) + order[k & 3]];
 }
 
 static void conv_portable(const ts_conv_params *params, const ts_channel_quant *quant, const ts_dims *input_dims,
@@ -319,8 +316,15 @@ static void conv_portable(const ts_conv_params *params, const ts_channel_quant *
                                 continue;
                             }
                             x = batch_input + (ih * input_dims->w + iw) * cin + g * cg;
-                            for (c = 0; c < cg; ++c) {
-                                acc += (x[c] + off) * weight_at(filter, wide_filter, K, oc, k0 + c);
+                            if (wide_filter == NULL) {
+                                const int8_t *w = filter + oc * K + k0;
+                                for (c = 0; c < cg; ++c) {
+                                    acc += (x[c] + off) * w[c];
+                                }
+                            } else {
+                                for (c = 0; c < cg; ++c) {
+                                    acc += (x[c] + off) * wide_weight(wide_filter, K, oc, k0 + c);
+                                }
                             }
                         }
                     }
