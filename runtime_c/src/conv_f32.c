@@ -1,4 +1,13 @@
-/* float32 2-D convolution (grouped) and depthwise convolution, NHWC. */
+/*
+ * float32 2-D convolution (grouped) and depthwise convolution, NHWC, on packed filters (kernels.h).
+ *
+ * Convolution: groups of 3 output pixels; each pixel's K = KH * KW * Cin/groups inputs are copied
+ * into scratch in the filter's k order (im2col, zeros for the padding), or read in place for a 1x1
+ * window without padding; then ts_priv_gemm4x3_f32 (2 and 1 for the last pixels) multiplies them
+ * with every block of 4 output channels. Depthwise (3 kernel rows, stride 1 down): 4 pixels down a
+ * column at a time (ts_priv_dw3x4_f32), the kernel columns in passes. Without scratch, and for
+ * other depthwise shapes, plain loops compute the same sums. The activation runs once at the end.
+ */
 #include <stdint.h>
 #include <string.h>
 

@@ -1,4 +1,4 @@
-/* Private: float32 register-blocked matrix multiplications, activation and copy (mat_mult_f32.h). */
+/* Private: the float32 kernels' inner loops, in assembly for Cortex-M4F and in C (mat_mult_f32.h). */
 #include "mat_mult_f32.h"
 
 #include <float.h>

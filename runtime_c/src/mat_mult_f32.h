@@ -1,19 +1,22 @@
 /*
- * Private: the register-blocked float32 matrix multiplications behind ts_conv_f32 and
- * ts_fully_connected_f32, and the packed weight layout they read.
+ * Private: the float32 kernels' inner loops: the register-blocked matrix multiplications behind
+ * ts_conv_f32 and ts_fully_connected_f32, the depthwise column kernel, runs of add and mul, the
+ * average pool's channel sums, the activation, and the copies of the convolution's im2col.
  *
  * Packed rows: a weight matrix of M rows (output channels) by K values is stored in blocks of R
  * rows (M rounded up to a multiple of R with rows of zeros); block b holds, for each k in turn, the
  * R values w[bR + 0][k] .. w[bR + R - 1][k]. One VLDM then loads several k of a whole block.
  * The compiler packs them (backends/lower.py, pack_rows_f32): R = TS_F32_CONV_ROWS for a
- * convolution (per group), R = TS_F32_FC_ROWS for a fully connected layer.
+ * convolution (per group), R = TS_F32_FC_ROWS for a fully connected layer; depthwise filters are
+ * packed by pack_depthwise_f32.
  *
  * Every output is bias + w[0] x[0] + w[1] x[1] + ... + w[K-1] x[K-1], summed in that order with one
  * rounding per multiply and per add, by both paths:
  * - Cortex-M with a single-precision FPU (__ARM_FP & 4, Thumb-2): hand-written VLDM/VMLA assembly
  *   (VMLA, not the fused VFMA, so that it rounds as the C path does);
  * - elsewhere, or with TS_NO_F32_ASM: plain C with the same loops (C99 does not contract a * b + c).
- * The two give the same bits.
+ * The two give the same values. (The assembly's ReLU clears every word with its sign bit set, so a
+ * -0 becomes +0 where the C path keeps -0, and a NaN with its sign bit set becomes +0.)
  */
 #ifndef TINYSPLIT_MAT_MULT_F32_H
 #define TINYSPLIT_MAT_MULT_F32_H
@@ -107,8 +110,8 @@ void ts_priv_add_f32(const float *a, const float *b, float *y, int32_t n);
 void ts_priv_mul_f32(const float *a, const float *b, float *y, int32_t n);
 
 /* 16 channels of an average pool's window: dst[c] = ((0 + x[cell 0][c]) + x[cell 1][c]) + ... over
- * `rows` rows of `cols` cells; a cell is col_step floats after the one before it in its row, a row
- * row_step floats after the row before it. */
+ * `rows` rows of `cols` cells; a cell starts col_step bytes after the one before it in its row, and
+ * a row row_skip bytes after the end (cols * col_step) of the row before it. */
 typedef struct {
     const float *src;  /* 0: channel 0 of the first cell */
     int32_t cols;      /* 4: >= 1 */
