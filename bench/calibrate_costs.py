@@ -4,13 +4,13 @@ and the host's onnxruntime speed (the server model). Prints TOML to paste into t
     .venv/bin/python bench/calibrate_costs.py [--arch cortex-m4|rv32] [--models DIR]
 
 Device: every shared model (int8 and float32) and a chain of the ops they lack is compiled by the C
-backend, run once under QEMU with -icount (compiler.harness.run_emulated) and the per-layer
-instruction counts are fitted per op class (sum of instructions / sum of work, pooled over all
-graphs, as compiler.cost.calibrate_from_counts). Code: the largest model image minus its weights.
-Host: each model exported to ONNX (backends/onnx_export, QDQ for int8) and timed in onnxruntime
-(one thread, median of repeated runs); fitted as seconds = a * MACs + b * IR nodes, expressed as
-cycles at the host profile's clock (cycles_per_instruction 1: the "instructions" are cycles here).
-"""
+backend as the arch's target profile builds it by default (stm32, riscv: weight layout auto), run
+once under QEMU with -icount (compiler.harness.run_emulated) and the per-layer instruction counts
+are fitted per op class (sum of instructions / sum of work, pooled over all graphs, as
+compiler.cost.calibrate_from_counts). Code: the largest model image minus its weights. Host: each
+model exported to ONNX (backends/onnx_export, QDQ for int8) and timed in onnxruntime (one thread,
+median of repeated runs); fitted as seconds = a * MACs + b * IR nodes, expressed as cycles at the
+host profile's clock (cycles_per_instruction 1: the "instructions" are cycles here)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ from tinysplit.compiler.stats import macs
 from tinysplit.compiler.targets import load_target
 from tinysplit.passes.canonicalize import canonicalize
 from tinysplit.passes.memory_plan import plan_memory
+from tinysplit.passes.weight_layout import choose_weight_layout, stored_weight_bytes
+
+TARGET_OF_ARCH = {"cortex-m4": "stm32", "rv32": "riscv"}  # the profile whose default build is measured
 
 MODELS = ["resnet8_cifar10", "dscnn_kws", "ad01_toycar"]
 
@@ -94,8 +97,9 @@ def device(models: list[Path], arch: str) -> None:
     work: dict[str, float] = {}
     code: list[tuple[int, int]] = []  # (layers, flash bytes beyond the weights: kernels, requantization tables)
     graphs = [canonicalize(frontend.load(path)) for path in models] + [op_chain("int8"), op_chain("float32")]
+    target = load_target(TARGET_OF_ARCH[arch])
     for graph in graphs:
-        graph = plan_memory(graph, scratch_bytes)
+        graph = plan_memory(choose_weight_layout(graph, target, "auto"), scratch_bytes)
         with tempfile.TemporaryDirectory() as tmp:
             emit_c(graph, Path(tmp) / "c")
             run = harness.run_emulated(
@@ -113,7 +117,7 @@ def device(models: list[Path], arch: str) -> None:
             if units:
                 counts[key] = counts.get(key, 0.0) + n
                 work[key] = work.get(key, 0.0) + units
-        weights = sum(t.nbytes for t in graph.constants())
+        weights = stored_weight_bytes(graph)
         code.append((len(list(graph.nodes())), run.model.flash - weights))
         print(
             f"# {graph.name}: {run.total_instructions:,} instructions, code {run.model.flash - weights:,} B; {fitted}"
