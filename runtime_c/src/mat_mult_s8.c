@@ -87,62 +87,6 @@ int ts_priv_rq_rows(int32_t rows, const int32_t *multiplier, const int32_t *shif
     "smlad  %[a3], %[p], %[x3], %[a3]\n\t"
 #endif
 
-/* One weight row against TS_MM_COLS = 4 columns, `groups` groups of 4 values, into a0..a3. */
-static TS_ALWAYS_INLINE void dot_1x4(const int8_t *w, const int16_t *x, int32_t groups, int32_t *acc0, int32_t *acc1,
-                                     int32_t *acc2, int32_t *acc3)
-{
-    int32_t a0 = *acc0, a1 = *acc1, a2 = *acc2, a3 = *acc3;
-#if TS_DSP_ASM
-    /* LDM's register list must ascend: the four column words live in fixed registers */
-    register int32_t x0 __asm__("r8");
-    register int32_t x1 __asm__("r9");
-    register int32_t x2 __asm__("r10");
-    register int32_t x3 __asm__("r11");
-    int32_t p, pe;
-    int32_t quads = groups >> 2;
-    if (quads > 0) {
-        __asm__ volatile("1:\n\t" TS_MM_GROUP TS_MM_GROUP TS_MM_GROUP TS_MM_GROUP
-                         "subs   %[n], %[n], #1\n\t"
-                         "bne    1b\n\t"
-                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
-                           [n] "+r"(quads), [p] "=&r"(p), [pe] "=&r"(pe), [x0] "=&r"(x0), [x1] "=&r"(x1),
-                           [x2] "=&r"(x2), [x3] "=&r"(x3)
-                         :
-                         : "cc", "memory");
-    }
-    groups &= 3;
-    if (groups > 0) {
-        __asm__ volatile("1:\n\t" TS_MM_GROUP
-                         "subs   %[n], %[n], #1\n\t"
-                         "bne    1b\n\t"
-                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
-                           [n] "+r"(groups), [p] "=&r"(p), [pe] "=&r"(pe), [x0] "=&r"(x0), [x1] "=&r"(x1),
-                           [x2] "=&r"(x2), [x3] "=&r"(x3)
-                         :
-                         : "cc", "memory");
-    }
-#else
-    for (; groups > 0; --groups) {
-        const int32_t p = ts_load32(w);
-        const int32_t pe = ts_sxtb16(p), po = ts_sxtb16_ror8(p);
-        a0 = ts_smlad(pe, ts_load32(x), a0);
-        a0 = ts_smlad(po, ts_load32(x + 2), a0);
-        a1 = ts_smlad(pe, ts_load32(x + 4), a1);
-        a1 = ts_smlad(po, ts_load32(x + 6), a1);
-        a2 = ts_smlad(pe, ts_load32(x + 8), a2);
-        a2 = ts_smlad(po, ts_load32(x + 10), a2);
-        a3 = ts_smlad(pe, ts_load32(x + 12), a3);
-        a3 = ts_smlad(po, ts_load32(x + 14), a3);
-        w += 4;
-        x += 16;
-    }
-#endif
-    *acc0 = a0;
-    *acc1 = a1;
-    *acc2 = a2;
-    *acc3 = a3;
-}
-
 #if TS_DSP_ASM
 /* The same group with pre-widened weights (two int16 words per group: no sign extension). */
 #define TS_MM_GROUP_WIDE                                                                            \
@@ -159,52 +103,79 @@ static TS_ALWAYS_INLINE void dot_1x4(const int8_t *w, const int16_t *x, int32_t 
     "smlad  %[a3], %[pe], %[x3], %[a3]\n\t"
 #endif
 
+#if TS_DSP_ASM
+/* A dot loop: COUNT iterations of GROUPS (copies of one of the group macros above). LDM's register list
+ * must ascend, so the four column words live in fixed registers. */
+#define TS_MM_DOT_LOOP(GROUPS, COUNT)                                                                   \
+    do {                                                                                            \
+        register int32_t x0 __asm__("r8");                                                          \
+        register int32_t x1 __asm__("r9");                                                          \
+        register int32_t x2 __asm__("r10");                                                         \
+        register int32_t x3 __asm__("r11");                                                         \
+        int32_t p, pe;                                                                              \
+        __asm__ volatile("1:\n\t" GROUPS "subs   %[n], %[n], #1\n\t"                                \
+                         "bne    1b\n\t"                                                            \
+                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w),   \
+                           [x] "+r"(x), [n] "+r"(COUNT), [p] "=&r"(p), [pe] "=&r"(pe), [x0] "=&r"(x0),    \
+                           [x1] "=&r"(x1), [x2] "=&r"(x2), [x3] "=&r"(x3)                             \
+                         :                                                                          \
+                         : "cc", "memory");                                                         \
+    } while (0)
+#endif
+
+/* One group's 8 SMLADs in C: the weight pairs (w0, w2) and (w1, w3) against the 4 columns. */
+static TS_ALWAYS_INLINE void mac_group(int32_t pe, int32_t po, const int16_t *x, int32_t *a0, int32_t *a1,
+                                       int32_t *a2, int32_t *a3)
+{
+    *a0 = ts_smlad(po, ts_load32(x + 2), ts_smlad(pe, ts_load32(x), *a0));
+    *a1 = ts_smlad(po, ts_load32(x + 6), ts_smlad(pe, ts_load32(x + 4), *a1));
+    *a2 = ts_smlad(po, ts_load32(x + 10), ts_smlad(pe, ts_load32(x + 8), *a2));
+    *a3 = ts_smlad(po, ts_load32(x + 14), ts_smlad(pe, ts_load32(x + 12), *a3));
+}
+
+/* One weight row against TS_MM_COLS = 4 columns, `groups` groups of 4 values, into a0..a3. */
+static TS_ALWAYS_INLINE void dot_1x4(const int8_t *w, const int16_t *x, int32_t groups, int32_t *acc0, int32_t *acc1,
+                                     int32_t *acc2, int32_t *acc3)
+{
+    int32_t a0 = *acc0, a1 = *acc1, a2 = *acc2, a3 = *acc3;
+#if TS_DSP_ASM
+    int32_t quads = groups >> 2;
+    if (quads > 0) {
+        TS_MM_DOT_LOOP(TS_MM_GROUP TS_MM_GROUP TS_MM_GROUP TS_MM_GROUP, quads);
+    }
+    groups &= 3;
+    if (groups > 0) {
+        TS_MM_DOT_LOOP(TS_MM_GROUP, groups);
+    }
+#else
+    for (; groups > 0; --groups, w += 4, x += 16) {
+        const int32_t p = ts_load32(w);
+        mac_group(ts_sxtb16(p), ts_sxtb16_ror8(p), x, &a0, &a1, &a2, &a3);
+    }
+#endif
+    *acc0 = a0;
+    *acc1 = a1;
+    *acc2 = a2;
+    *acc3 = a3;
+}
+
 /* dot_1x4 with the row's weights pre-widened: int16, each group in the columns' order 0, 2, 1, 3. */
 static TS_ALWAYS_INLINE void dot_1x4_wide(const int16_t *w, const int16_t *x, int32_t groups, int32_t *acc0,
                                           int32_t *acc1, int32_t *acc2, int32_t *acc3)
 {
     int32_t a0 = *acc0, a1 = *acc1, a2 = *acc2, a3 = *acc3;
 #if TS_DSP_ASM
-    register int32_t x0 __asm__("r8");
-    register int32_t x1 __asm__("r9");
-    register int32_t x2 __asm__("r10");
-    register int32_t x3 __asm__("r11");
-    int32_t p, pe;
     int32_t quads = groups >> 2;
     if (quads > 0) {
-        __asm__ volatile("1:\n\t" TS_MM_GROUP_WIDE TS_MM_GROUP_WIDE TS_MM_GROUP_WIDE TS_MM_GROUP_WIDE
-                         "subs   %[n], %[n], #1\n\t"
-                         "bne    1b\n\t"
-                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
-                           [n] "+r"(quads), [p] "=&r"(p), [pe] "=&r"(pe), [x0] "=&r"(x0), [x1] "=&r"(x1),
-                           [x2] "=&r"(x2), [x3] "=&r"(x3)
-                         :
-                         : "cc", "memory");
+        TS_MM_DOT_LOOP(TS_MM_GROUP_WIDE TS_MM_GROUP_WIDE TS_MM_GROUP_WIDE TS_MM_GROUP_WIDE, quads);
     }
     groups &= 3;
     if (groups > 0) {
-        __asm__ volatile("1:\n\t" TS_MM_GROUP_WIDE
-                         "subs   %[n], %[n], #1\n\t"
-                         "bne    1b\n\t"
-                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
-                           [n] "+r"(groups), [p] "=&r"(p), [pe] "=&r"(pe), [x0] "=&r"(x0), [x1] "=&r"(x1),
-                           [x2] "=&r"(x2), [x3] "=&r"(x3)
-                         :
-                         : "cc", "memory");
+        TS_MM_DOT_LOOP(TS_MM_GROUP_WIDE, groups);
     }
 #else
-    for (; groups > 0; --groups) {
-        const int32_t p = ts_load32(w), pe = ts_load32(w + 2);
-        a0 = ts_smlad(p, ts_load32(x), a0);
-        a0 = ts_smlad(pe, ts_load32(x + 2), a0);
-        a1 = ts_smlad(p, ts_load32(x + 4), a1);
-        a1 = ts_smlad(pe, ts_load32(x + 6), a1);
-        a2 = ts_smlad(p, ts_load32(x + 8), a2);
-        a2 = ts_smlad(pe, ts_load32(x + 10), a2);
-        a3 = ts_smlad(p, ts_load32(x + 12), a3);
-        a3 = ts_smlad(pe, ts_load32(x + 14), a3);
-        w += 4;
-        x += 16;
+    for (; groups > 0; --groups, w += 4, x += 16) {
+        mac_group(ts_load32(w), ts_load32(w + 2), x, &a0, &a1, &a2, &a3);
     }
 #endif
     *acc0 = a0;
