@@ -110,12 +110,75 @@ pub fn conv_s8(
         params.act_min,
         params.act_max,
     );
+    for_each_window(
+        input,
+        input_dims,
+        output,
+        output_dims,
+        (params.stride, params.dilation, params.pad),
+        (kh_n, kw_n),
+        |batch_input, window, out| {
+            let Window {
+                ih0,
+                iw0,
+                kh: (kh0, kh1),
+                kw: (kw0, kw1),
+            } = window;
+            for (oc, y) in out.iter_mut().enumerate() {
+                let g = oc / rows;
+                let w_oc = &filter[oc * kh_n * tap..(oc + 1) * kh_n * tap];
+                let mut acc = bias.map_or(0, |b| b[oc]);
+                for kh in kh0..if kw0 < kw1 { kh1 } else { kh0 } {
+                    let ih = (ih0 + (kh * params.dilation.h) as isize) as usize;
+                    let w_row = &w_oc[kh * tap..(kh + 1) * tap];
+                    if contiguous {
+                        let iw = (iw0 + kw0 as isize) as usize;
+                        let x = &batch_input[ih * in_row + iw * cin..][..(kw1 - kw0) * cin];
+                        acc += dot(x, &w_row[kw0 * cg..kw1 * cg], off);
+                    } else {
+                        for kw in kw0..kw1 {
+                            let iw = (iw0 + (kw * params.dilation.w) as isize) as usize;
+                            let x = &batch_input[ih * in_row + iw * cin + g * cg..][..cg];
+                            acc += dot(x, &w_row[kw * cg..(kw + 1) * cg], off);
+                        }
+                    }
+                }
+                *y = Requant::new(quant.multiplier[oc], quant.shift[oc])
+                    .output(acc, out_off, lo, hi);
+            }
+        },
+    );
+}
+
+/// Where one output pixel's window lies in the input: its first row and column (negative inside
+/// the padding) and the ranges of its taps that fall inside the input.
+#[derive(Clone, Copy)]
+pub(crate) struct Window {
+    pub(crate) ih0: isize,
+    pub(crate) iw0: isize,
+    pub(crate) kh: (usize, usize),
+    pub(crate) kw: (usize, usize),
+}
+
+/// Calls `f(batch_input, window, out)` for every output pixel of a windowed NHWC op, batch by batch,
+/// `out` being the pixel's `output_dims.c` outputs; `geometry` is (stride, dilation, padding).
+#[inline(always)]
+pub(crate) fn for_each_window<T, U>(
+    input: &[T],
+    input_dims: &Dims,
+    output: &mut [U],
+    output_dims: &Dims,
+    geometry: (Hw, Hw, Padding),
+    kernel: (usize, usize),
+    mut f: impl FnMut(&[T], Window, &mut [U]),
+) {
+    let (stride, dilation, pad) = geometry;
+    let cout = output_dims.c;
     if output_dims.size() == 0 {
         return;
     }
-    let batch_in = input_dims.h * in_row;
     for (batch_input, batch_output) in input
-        .chunks_exact(batch_in.max(1))
+        .chunks_exact((input_dims.h * input_dims.w * input_dims.c).max(1))
         .zip(output.chunks_exact_mut(output_dims.h * output_dims.w * cout))
         .take(input_dims.n)
     {
@@ -123,44 +186,15 @@ pub fn conv_s8(
             .chunks_exact_mut(output_dims.w * cout)
             .enumerate()
         {
-            let ih0 = (oh * params.stride.h) as isize - params.pad.top as isize;
-            let (kh0, kh1) = valid_taps(ih0, params.dilation.h, kh_n, input_dims.h);
+            let ih0 = (oh * stride.h) as isize - pad.top as isize;
+            let kh = valid_taps(ih0, dilation.h, kernel.0, input_dims.h);
             for (ow, out) in out_row.chunks_exact_mut(cout).enumerate() {
-                let iw0 = (ow * params.stride.w) as isize - params.pad.left as isize;
-                let (kw0, kw1) = valid_taps(iw0, params.dilation.w, kw_n, input_dims.w);
-                for (oc, y) in out.iter_mut().enumerate() {
-                    let g = oc / rows;
-                    let w_oc = &filter[oc * kh_n * tap..(oc + 1) * kh_n * tap];
-                    let mut acc = bias.map_or(0, |b| b[oc]);
-                    for kh in kh0..if kw0 < kw1 { kh1 } else { kh0 } {
-                        let ih = (ih0 + (kh * params.dilation.h) as isize) as usize;
-                        let w_row = &w_oc[kh * tap..(kh + 1) * tap];
-                        if contiguous {
-                            let iw = (iw0 + kw0 as isize) as usize;
-                            let x = &batch_input[ih * in_row + iw * cin..][..(kw1 - kw0) * cin];
-                            acc += dot(x, &w_row[kw0 * cg..kw1 * cg], off);
-                        } else {
-                            for kw in kw0..kw1 {
-                                let iw = (iw0 + (kw * params.dilation.w) as isize) as usize;
-                                let x = &batch_input[ih * in_row + iw * cin + g * cg..][..cg];
-                                acc += dot(x, &w_row[kw * cg..(kw + 1) * cg], off);
-                            }
-                        }
-                    }
-                    *y = Requant::new(quant.multiplier[oc], quant.shift[oc])
-                        .output(acc, out_off, lo, hi);
-                }
+                let iw0 = (ow * stride.w) as isize - pad.left as isize;
+                let kw = valid_taps(iw0, dilation.w, kernel.1, input_dims.w);
+                f(batch_input, Window { ih0, iw0, kh, kw }, out);
             }
         }
     }
-}
-
-/// The valid taps of one output pixel of a depthwise convolution.
-struct Window {
-    ih0: isize,
-    iw0: isize,
-    kh: (usize, usize),
-    kw: (usize, usize),
 }
 
 impl Window {
@@ -221,81 +255,64 @@ pub fn depthwise_conv_s8(
         params.act_min,
         params.act_max,
     );
-    if output_dims.size() == 0 {
-        return;
-    }
-    let in_row = input_dims.w * cin;
-    for (batch_input, batch_output) in input
-        .chunks_exact((input_dims.h * in_row).max(1))
-        .zip(output.chunks_exact_mut(output_dims.h * output_dims.w * cout))
-        .take(input_dims.n)
-    {
-        for (oh, out_row) in batch_output
-            .chunks_exact_mut(output_dims.w * cout)
-            .enumerate()
-        {
-            let ih0 = (oh * params.stride.h) as isize - params.pad.top as isize;
-            let (kh0, kh1) = valid_taps(ih0, params.dilation.h, kh_n, input_dims.h);
-            for (ow, out) in out_row.chunks_exact_mut(cout).enumerate() {
-                let iw0 = (ow * params.stride.w) as isize - params.pad.left as isize;
-                let (kw0, kw1) = valid_taps(iw0, params.dilation.w, kw_n, input_dims.w);
-                let window = Window {
-                    ih0,
-                    iw0,
-                    kh: (kh0, kh1),
-                    kw: (kw0, kw1),
-                };
-                if mult == 1 {
-                    // Blocks of channels: one pass over the taps per block, accumulators in registers.
-                    let mut c0 = 0;
-                    for y in out.chunks_mut(DW_BLOCK) {
-                        let n = y.len();
-                        let mut acc = [0i32; DW_BLOCK];
-                        if let Some(b) = bias {
-                            acc[..n].copy_from_slice(&b[c0..c0 + n]);
-                        }
-                        window.each_tap(
-                            params,
-                            batch_input,
-                            filter,
-                            input_dims,
-                            kw_n,
-                            cout,
-                            |x, w| {
-                                for ((a, &x), &w) in
-                                    acc[..n].iter_mut().zip(&x[c0..c0 + n]).zip(&w[c0..c0 + n])
-                                {
-                                    *a += (i32::from(x) + off) * i32::from(w);
-                                }
-                            },
-                        );
-                        for (i, (y, &a)) in y.iter_mut().zip(&acc[..n]).enumerate() {
-                            let c = c0 + i;
-                            *y = Requant::new(quant.multiplier[c], quant.shift[c])
-                                .output(a, out_off, lo, hi);
-                        }
-                        c0 += n;
+    for_each_window(
+        input,
+        input_dims,
+        output,
+        output_dims,
+        (params.stride, params.dilation, params.pad),
+        (kh_n, kw_n),
+        |batch_input, window, out| {
+            if mult == 1 {
+                // Blocks of channels: one pass over the taps per block, accumulators in registers.
+                let mut c0 = 0;
+                for y in out.chunks_mut(DW_BLOCK) {
+                    let n = y.len();
+                    let mut acc = [0i32; DW_BLOCK];
+                    if let Some(b) = bias {
+                        acc[..n].copy_from_slice(&b[c0..c0 + n]);
                     }
-                } else {
-                    for (oc, y) in out.iter_mut().enumerate() {
-                        let ic = oc / mult;
-                        let mut acc = bias.map_or(0, |b| b[oc]);
-                        window.each_tap(
-                            params,
-                            batch_input,
-                            filter,
-                            input_dims,
-                            kw_n,
-                            cout,
-                            |x, w| {
-                                acc += (i32::from(x[ic]) + off) * i32::from(w[oc]);
-                            },
-                        );
-                        *y = Requant::new(quant.multiplier[oc], quant.shift[oc])
-                            .output(acc, out_off, lo, hi);
+                    window.each_tap(
+                        params,
+                        batch_input,
+                        filter,
+                        input_dims,
+                        kw_n,
+                        cout,
+                        |x, w| {
+                            for ((a, &x), &w) in
+                                acc[..n].iter_mut().zip(&x[c0..c0 + n]).zip(&w[c0..c0 + n])
+                            {
+                                *a += (i32::from(x) + off) * i32::from(w);
+                            }
+                        },
+                    );
+                    for (i, (y, &a)) in y.iter_mut().zip(&acc[..n]).enumerate() {
+                        let c = c0 + i;
+                        *y = Requant::new(quant.multiplier[c], quant.shift[c])
+                            .output(a, out_off, lo, hi);
                     }
+                    c0 += n;
+                }
+            } else {
+                for (oc, y) in out.iter_mut().enumerate() {
+                    let ic = oc / mult;
+                    let mut acc = bias.map_or(0, |b| b[oc]);
+                    window.each_tap(
+                        params,
+                        batch_input,
+                        filter,
+                        input_dims,
+                        kw_n,
+                        cout,
+                        |x, w| {
+                            acc += (i32::from(x[ic]) + off) * i32::from(w[oc]);
+                        },
+                    );
+                    *y = Requant::new(quant.multiplier[oc], quant.shift[oc])
+                        .output(acc, out_off, lo, hi);
                 }
             }
-        }
-    }
+        },
+    );
 }

@@ -2,7 +2,7 @@
 //! order of additions as the C runtime, so results agree with it to the last bit except where
 //! `libm`'s `expf` / `tanhf` differ from the C library's (by an ulp at most).
 
-use crate::conv::valid_taps;
+use crate::conv::{for_each_window, Window};
 use crate::elementwise::Broadcast;
 use crate::{Dims, Hw, Operand, Padding};
 
@@ -97,58 +97,49 @@ pub fn conv_f32(
     assert!(input.len() >= input_dims.size() && filter.len() >= groups * group_len);
     assert!(output.len() >= output_dims.size() && input_dims.n == output_dims.n);
     assert!(bias.is_none_or(|b| b.len() >= cout));
-    if output_dims.size() == 0 {
-        return;
-    }
     let tap = kw_n * cg;
     let in_row = input_dims.w * cin;
     let contiguous = groups == 1 && params.dilation.w == 1;
-    for (batch_input, batch_output) in input
-        .chunks_exact((input_dims.h * in_row).max(1))
-        .zip(output.chunks_exact_mut(output_dims.h * output_dims.w * cout))
-        .take(input_dims.n)
-    {
-        for (oh, out_row) in batch_output
-            .chunks_exact_mut(output_dims.w * cout)
-            .enumerate()
-        {
-            let ih0 = (oh * params.stride.h) as isize - params.pad.top as isize;
-            let (kh0, kh1) = valid_taps(ih0, params.dilation.h, kh_n, input_dims.h);
-            for (ow, out) in out_row.chunks_exact_mut(cout).enumerate() {
-                let iw0 = (ow * params.stride.w) as isize - params.pad.left as isize;
-                let (kw0, kw1) = valid_taps(iw0, params.dilation.w, kw_n, input_dims.w);
-                let kh_end = if kw0 < kw1 { kh1 } else { kh0 };
-                for (oc, y) in out.iter_mut().enumerate() {
-                    let (g, r) = (oc / rows, oc % rows);
-                    let block = g * group_len + (r / CONV_F32_ROWS) * CONV_F32_ROWS * k_n;
-                    let w_oc = &filter[block + r % CONV_F32_ROWS..block + CONV_F32_ROWS * k_n];
-                    let mut acc = bias.map_or(0.0, |b| b[oc]);
-                    for kh in kh0..kh_end {
-                        let ih = (ih0 + (kh * params.dilation.h) as isize) as usize;
-                        let w_row = &w_oc[kh * tap * CONV_F32_ROWS..];
-                        if contiguous {
-                            let iw = (iw0 + kw0 as isize) as usize;
-                            let x = &batch_input[ih * in_row + iw * cin..][..(kw1 - kw0) * cin];
-                            acc = dot_packed(
-                                acc,
-                                x,
-                                &w_row[kw0 * cg * CONV_F32_ROWS..],
-                                CONV_F32_ROWS,
-                            );
-                        } else {
-                            for kw in kw0..kw1 {
-                                let iw = (iw0 + (kw * params.dilation.w) as isize) as usize;
-                                let x = &batch_input[ih * in_row + iw * cin + g * cg..][..cg];
-                                let w = &w_row[kw * cg * CONV_F32_ROWS..];
-                                acc = dot_packed(acc, x, w, CONV_F32_ROWS);
-                            }
+    for_each_window(
+        input,
+        input_dims,
+        output,
+        output_dims,
+        (params.stride, params.dilation, params.pad),
+        (kh_n, kw_n),
+        |batch_input, window, out| {
+            let Window {
+                ih0,
+                iw0,
+                kh: (kh0, kh1),
+                kw: (kw0, kw1),
+            } = window;
+            let kh_end = if kw0 < kw1 { kh1 } else { kh0 };
+            for (oc, y) in out.iter_mut().enumerate() {
+                let (g, r) = (oc / rows, oc % rows);
+                let block = g * group_len + (r / CONV_F32_ROWS) * CONV_F32_ROWS * k_n;
+                let w_oc = &filter[block + r % CONV_F32_ROWS..block + CONV_F32_ROWS * k_n];
+                let mut acc = bias.map_or(0.0, |b| b[oc]);
+                for kh in kh0..kh_end {
+                    let ih = (ih0 + (kh * params.dilation.h) as isize) as usize;
+                    let w_row = &w_oc[kh * tap * CONV_F32_ROWS..];
+                    if contiguous {
+                        let iw = (iw0 + kw0 as isize) as usize;
+                        let x = &batch_input[ih * in_row + iw * cin..][..(kw1 - kw0) * cin];
+                        acc = dot_packed(acc, x, &w_row[kw0 * cg * CONV_F32_ROWS..], CONV_F32_ROWS);
+                    } else {
+                        for kw in kw0..kw1 {
+                            let iw = (iw0 + (kw * params.dilation.w) as isize) as usize;
+                            let x = &batch_input[ih * in_row + iw * cin + g * cg..][..cg];
+                            let w = &w_row[kw * cg * CONV_F32_ROWS..];
+                            acc = dot_packed(acc, x, w, CONV_F32_ROWS);
                         }
                     }
-                    *y = clampf(acc, params.act_min, params.act_max);
                 }
+                *y = clampf(acc, params.act_min, params.act_max);
             }
-        }
-    }
+        },
+    );
 }
 
 /// float32 depthwise convolution, `Cout = Cin * multiplier`: `filter_dims` is `{1, KH, KW, Cout}`;
@@ -173,41 +164,37 @@ pub fn depthwise_conv_f32(
     assert!(input.len() >= input_dims.size() && filter.len() >= kh_n * kw_n * blocks * 4);
     assert!(output.len() >= output_dims.size() && input_dims.n == output_dims.n);
     assert!(bias.is_none_or(|b| b.len() >= cout));
-    if output_dims.size() == 0 {
-        return;
-    }
     let mult = cout / cin;
     let in_row = input_dims.w * cin;
-    for (batch_input, batch_output) in input
-        .chunks_exact((input_dims.h * in_row).max(1))
-        .zip(output.chunks_exact_mut(output_dims.h * output_dims.w * cout))
-        .take(input_dims.n)
-    {
-        for (oh, out_row) in batch_output
-            .chunks_exact_mut(output_dims.w * cout)
-            .enumerate()
-        {
-            let ih0 = (oh * params.stride.h) as isize - params.pad.top as isize;
-            let (kh0, kh1) = valid_taps(ih0, params.dilation.h, kh_n, input_dims.h);
-            for (ow, out) in out_row.chunks_exact_mut(cout).enumerate() {
-                let iw0 = (ow * params.stride.w) as isize - params.pad.left as isize;
-                let (kw0, kw1) = valid_taps(iw0, params.dilation.w, kw_n, input_dims.w);
-                for (oc, y) in out.iter_mut().enumerate() {
-                    let ic = oc / mult;
-                    let mut acc = bias.map_or(0.0, |b| b[oc]);
-                    for kw in kw0..kw1 {
-                        let iw = (iw0 + (kw * params.dilation.w) as isize) as usize;
-                        let w = &filter[((kw * blocks + oc / 4) * kh_n) * 4 + oc % 4..];
-                        for kh in kh0..kh1 {
-                            let ih = (ih0 + (kh * params.dilation.h) as isize) as usize;
-                            acc += batch_input[ih * in_row + iw * cin + ic] * w[kh * 4];
-                        }
+    for_each_window(
+        input,
+        input_dims,
+        output,
+        output_dims,
+        (params.stride, params.dilation, params.pad),
+        (kh_n, kw_n),
+        |batch_input, window, out| {
+            let Window {
+                ih0,
+                iw0,
+                kh: (kh0, kh1),
+                kw: (kw0, kw1),
+            } = window;
+            for (oc, y) in out.iter_mut().enumerate() {
+                let ic = oc / mult;
+                let mut acc = bias.map_or(0.0, |b| b[oc]);
+                for kw in kw0..kw1 {
+                    let iw = (iw0 + (kw * params.dilation.w) as isize) as usize;
+                    let w = &filter[((kw * blocks + oc / 4) * kh_n) * 4 + oc % 4..];
+                    for kh in kh0..kh1 {
+                        let ih = (ih0 + (kh * params.dilation.h) as isize) as usize;
+                        acc += batch_input[ih * in_row + iw * cin + ic] * w[kh * 4];
                     }
-                    *y = clampf(acc, params.act_min, params.act_max);
                 }
+                *y = clampf(acc, params.act_min, params.act_max);
             }
-        }
-    }
+        },
+    );
 }
 
 /// float32 fully connected: input `[batches, depth]`, filter `[units, depth]` packed in blocks of
