@@ -57,15 +57,6 @@ pub const CONV_F32_ROWS: usize = 4;
 /// Rows per packed block of [`fully_connected_f32`]'s filter (`TS_F32_FC_ROWS`).
 pub const FC_F32_ROWS: usize = 8;
 
-/// Sequential `acc + sum(x[i] * w[i * stride])`, a dot product with one packed row (same order as
-/// C: no reassociation).
-#[inline(always)]
-fn dot_packed(acc: f32, x: &[f32], w: &[f32], stride: usize) -> f32 {
-    x.iter()
-        .zip(w.iter().step_by(stride))
-        .fold(acc, |acc, (&x, &w)| acc + x * w)
-}
-
 /// Values of a packed filter of `rows` rows of `k` values in blocks of `block` rows.
 fn packed_len(rows: usize, k: usize, block: usize) -> usize {
     rows.div_ceil(block) * block * k
@@ -115,28 +106,46 @@ pub fn conv_f32(
                 kw: (kw0, kw1),
             } = window;
             let kh_end = if kw0 < kw1 { kh1 } else { kh0 };
-            for (oc, y) in out.iter_mut().enumerate() {
-                let (g, r) = (oc / rows, oc % rows);
-                let block = g * group_len + (r / CONV_F32_ROWS) * CONV_F32_ROWS * k_n;
-                let w_oc = &filter[block + r % CONV_F32_ROWS..block + CONV_F32_ROWS * k_n];
-                let mut acc = bias.map_or(0.0, |b| b[oc]);
-                for kh in kh0..kh_end {
-                    let ih = (ih0 + (kh * params.dilation.h) as isize) as usize;
-                    let w_row = &w_oc[kh * tap * CONV_F32_ROWS..];
-                    if contiguous {
-                        let iw = (iw0 + kw0 as isize) as usize;
-                        let x = &batch_input[ih * in_row + iw * cin..][..(kw1 - kw0) * cin];
-                        acc = dot_packed(acc, x, &w_row[kw0 * cg * CONV_F32_ROWS..], CONV_F32_ROWS);
-                    } else {
-                        for kw in kw0..kw1 {
-                            let iw = (iw0 + (kw * params.dilation.w) as isize) as usize;
-                            let x = &batch_input[ih * in_row + iw * cin + g * cg..][..cg];
-                            let w = &w_row[kw * cg * CONV_F32_ROWS..];
-                            acc = dot_packed(acc, x, w, CONV_F32_ROWS);
+            // A block of output channels at a time: each sums its taps in the same order as C.
+            for (g, out_g) in out.chunks_exact_mut(rows).enumerate() {
+                for (rb, ys) in out_g.chunks_mut(CONV_F32_ROWS).enumerate() {
+                    let oc0 = g * rows + rb * CONV_F32_ROWS;
+                    let w_blk =
+                        &filter[g * group_len + rb * CONV_F32_ROWS * k_n..][..CONV_F32_ROWS * k_n];
+                    let mut acc = [0.0f32; CONV_F32_ROWS];
+                    if let Some(b) = bias {
+                        acc[..ys.len()].copy_from_slice(&b[oc0..oc0 + ys.len()]);
+                    }
+                    let mut run = |x: &[f32], k0: usize| {
+                        let w = &w_blk[k0 * CONV_F32_ROWS..][..x.len() * CONV_F32_ROWS];
+                        for (&xv, w) in x.iter().zip(w.chunks_exact(CONV_F32_ROWS)) {
+                            for (a, &w) in acc.iter_mut().zip(w) {
+                                *a += xv * w;
+                            }
+                        }
+                    };
+                    for kh in kh0..kh_end {
+                        let ih = (ih0 + (kh * params.dilation.h) as isize) as usize;
+                        if contiguous {
+                            let iw = (iw0 + kw0 as isize) as usize;
+                            run(
+                                &batch_input[ih * in_row + iw * cin..][..(kw1 - kw0) * cin],
+                                kh * tap + kw0 * cg,
+                            );
+                        } else {
+                            for kw in kw0..kw1 {
+                                let iw = (iw0 + (kw * params.dilation.w) as isize) as usize;
+                                run(
+                                    &batch_input[ih * in_row + iw * cin + g * cg..][..cg],
+                                    kh * tap + kw * cg,
+                                );
+                            }
                         }
                     }
+                    for (y, &a) in ys.iter_mut().zip(&acc) {
+                        *y = clampf(a, params.act_min, params.act_max);
+                    }
                 }
-                *y = clampf(acc, params.act_min, params.act_max);
             }
         },
     );
@@ -224,11 +233,22 @@ pub fn fully_connected_f32(
         .take(batches)
     {
         let x = &x[..depth];
-        for (u, y) in out.iter_mut().enumerate() {
-            let block = (u / FC_F32_ROWS) * FC_F32_ROWS * depth;
-            let w = &filter[block + u % FC_F32_ROWS..block + FC_F32_ROWS * depth];
-            let acc = dot_packed(bias.map_or(0.0, |b| b[u]), x, w, FC_F32_ROWS);
-            *y = clampf(acc, act_min, act_max);
+        // A block of rows at a time, k outer: each row still sums in k order (as C), and the
+        // block's rows are contiguous for each k.
+        for (b, ys) in out.chunks_mut(FC_F32_ROWS).enumerate() {
+            let mut acc = [0.0f32; FC_F32_ROWS];
+            if let Some(bias) = bias {
+                acc[..ys.len()].copy_from_slice(&bias[b * FC_F32_ROWS..][..ys.len()]);
+            }
+            let block = &filter[b * FC_F32_ROWS * depth..][..FC_F32_ROWS * depth];
+            for (&xk, w) in x.iter().zip(block.chunks_exact(FC_F32_ROWS)) {
+                for (a, &w) in acc.iter_mut().zip(w) {
+                    *a += xk * w;
+                }
+            }
+            for (y, &a) in ys.iter_mut().zip(&acc) {
+                *y = clampf(a, act_min, act_max);
+            }
         }
     }
 }
