@@ -15,7 +15,7 @@ import numpy as np
 
 from tinysplit.compiler import quant
 from tinysplit.compiler.errors import CompileError, UnsupportedError
-from tinysplit.compiler.ir import Graph, Node, Tensor
+from tinysplit.compiler.ir import Graph, Node, Tensor, is_depthwise
 from tinysplit.passes import weight_layout
 
 Scalar = int | float
@@ -159,12 +159,6 @@ def pack_conv_f32(w: np.ndarray, groups: int) -> np.ndarray:
     cout = w.shape[0]
     per_group = w.reshape(groups, cout // groups, -1)
     return np.concatenate([pack_rows_f32(g, F32_CONV_ROWS) for g in per_group])
-
-
-def is_depthwise(graph: Graph, node: Node) -> bool:
-    x, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
-    groups = int(node.attrs.get("groups", 1))
-    return groups > 1 and groups == x.shape[3] and w.shape[3] == 1
 
 
 def pad4(shape: tuple[int, ...], what: str) -> tuple[int, int, int, int]:

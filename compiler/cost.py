@@ -26,9 +26,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from tinysplit.backends.lower import is_depthwise
 from tinysplit.compiler.errors import CompileError
-from tinysplit.compiler.ir import Graph, Node
+from tinysplit.compiler.ir import Graph, Node, is_depthwise
 from tinysplit.compiler.stats import macs
 from tinysplit.compiler.targets import Target
 

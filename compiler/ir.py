@@ -251,3 +251,10 @@ class Graph:
         for t in self.outputs:
             if t not in seen:
                 raise ValueError(f"graph output {t} is never produced")
+
+
+def is_depthwise(graph: Graph, node: Node) -> bool:
+    """A conv2d with one group per input channel and one input channel per filter."""
+    x, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
+    groups = int(node.attrs.get("groups", 1))
+    return groups > 1 and groups == x.shape[3] and w.shape[3] == 1

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinysplit.compiler.errors import CompileError
-from tinysplit.compiler.ir import Graph, Node, Tensor
+from tinysplit.compiler.ir import Graph, Node, Tensor, is_depthwise
 from tinysplit.compiler.targets import Target
 
 WEIGHT_LAYOUTS = ("auto", "int8", "int16")
@@ -34,10 +34,7 @@ def eligible(graph: Graph, node: Node) -> bool:
     x, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
     if x.dtype != "int8" or w.dtype != "int8" or w.data is None:
         return False
-    if node.op == "conv2d":
-        groups = int(node.attrs.get("groups", 1))
-        return not (groups > 1 and groups == x.shape[3] and w.shape[3] == 1)
-    return True
+    return node.op == "fully_connected" or not is_depthwise(graph, node)
 
 
 def smlad_weights(op: str, w: np.ndarray) -> np.ndarray:
