@@ -104,10 +104,14 @@ def scratch_bytes(graph: Graph, node: Node) -> int:
             oh, ow = graph.tensors[node.outputs[0]].shape[1:3]
             sh = node.attrs.get("strides", (1, 1))[0]
             return max(8 * kh * kw, 12 * ow + 8 * ((sh * oh + 6) // 2) * (x.shape[2] + 1))
-        k = kh * kw * cin_g
-        kp = (k + 3) & ~3
-        requantization = 16 * graph.tensors[node.inputs[1]].shape[0]
-        return requantization + (4 * 2 * kp + kp if cin_g % 4 else 4 * 2 * k)
+        kc = (kh * kw * cin_g + 3) & ~3  # im2col column length (ts_conv_s8's conv_scratch_layout)
+        cout = graph.tensors[node.inputs[1]].shape[0]
+        patch = kc if cin_g % 4 else 0
+        if node.attrs.get(weight_layout.ATTR):  # per group: 44 bytes per pair of rows and 20, then a sink
+            groups = int(node.attrs.get("groups", 1))
+            pairs = (cout // groups + 1) // 2
+            return groups * (44 * pairs + 20) + (2 * pairs + 3) // 4 * 4 + 2 * 2 * kc + patch
+        return 16 * cout + 4 * 2 * kc + patch
     if node.op == "fully_connected":
         return 2 * ((graph.tensors[node.inputs[1]].shape[1] + 3) & ~3)  # the _wide variant pads depth to 4
     return 0
@@ -253,7 +257,8 @@ def _conv2d(graph: Graph, node: Node) -> tuple[str, list[Arg]]:
         params = Struct("conv_params", {"input_offset": -_zp(x), "output_offset": _zp(y), **conv})
         quantization = _channel_quant(x, w, y, cout)
         if node.attrs.get(weight_layout.ATTR):
-            shapes = (*shapes[:3], Array("int16", weight_layout.smlad_weights("conv2d", w.data)), shapes[4])
+            widened = weight_layout.smlad_weights("conv2d", w.data, int(node.attrs.get("groups", 1)))
+            shapes = (*shapes[:3], Array("int16", widened), shapes[4])
             kind += "_s8_wide"
         else:
             kind += "_s8"

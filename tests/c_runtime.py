@@ -363,7 +363,7 @@ class CRuntime:
         """x NHWC; w [Cout,KH,KW,Cin/groups] (conv) or [KH,KW,Cout] (depthwise). `wide`: ts_conv_s8_wide,
         given w pre-widened (passes.weight_layout.smlad_weights)."""
         xc, bc = _c(x, np.int8), _c(bias, np.int32)
-        wc = _c(smlad_weights("conv2d", w), np.int16) if wide else _c(w, np.int8)
+        wc = _c(smlad_weights("conv2d", w, params.groups), np.int16) if wide else _c(w, np.int8)
         assert xc is not None and wc is not None
         mult, sh = _c(multiplier, np.int32), _c(shift, np.int32)
         assert mult is not None and sh is not None

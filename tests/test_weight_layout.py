@@ -78,16 +78,20 @@ def test_auto_keeps_int8_when_widened_weights_do_not_fit_the_flash_budget() -> N
     assert not any(n.attrs.get(ATTR) for n in choose_weight_layout(g, tight, "auto").nodes())
 
 
-def test_conv_layout_pads_rows_to_four_and_orders_groups_for_sxtb16() -> None:
-    w = np.arange(2 * 27, dtype=np.int8).reshape(2, 3, 3, 3)
-    wide = smlad_weights("conv2d", w)
-    assert wide.dtype == np.int16 and wide.size == 2 * 28
-    rows = wide.reshape(2, 7, 4)
-    flat = w.reshape(2, 27)
-    for m in range(2):
-        for k in range(28):
-            want = flat[m, k] if k < 27 else 0
-            assert rows[m, k // 4, ORDER.index(k % 4)] == want
+def test_conv_layout_doubles_pads_and_pairs_rows_per_group() -> None:
+    """Rows padded to 4 values, groups in SXTB16 order, values doubled; per conv group, rows in pairs
+    (a zero row after an odd last one), each pair group by group, row 0's group then row 1's."""
+    groups, rows, k = 2, 3, 27  # 6 output channels in 2 groups of 3: each group pads to 2 pairs
+    w = np.arange(-80, -80 + groups * rows * k, dtype=np.int8).reshape(groups * rows, 3, 3, 3)
+    wide = smlad_weights("conv2d", w, groups)
+    assert wide.dtype == np.int16 and wide.size == groups * 4 * 28
+    blocks = wide.reshape(groups, 2, 7, 2, 4)  # group, pair, value group, row in pair, value
+    flat = w.reshape(groups * rows, k).astype(np.int16)
+    for g in range(groups):
+        for r in range(4):
+            for kk in range(28):
+                want = 2 * flat[g * rows + r, kk] if r < rows and kk < k else 0
+                assert blocks[g, r // 2, kk // 4, r % 2, ORDER.index(kk % 4)] == want
 
 
 def test_fc_layout_interleaves_blocks_of_four_rows() -> None:

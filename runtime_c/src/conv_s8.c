@@ -5,35 +5,66 @@
 #include "requantize.h"
 #include "simd.h"
 
+#if TS_HAVE_DSP
+
+/* The DSP path's scratch, in this order: the requantization constants (ts_priv_rq_row per output
+ * channel; for pre-widened weights ts_priv_pair_rq per pair of a group's rows), the sink of an absent
+ * second column (pre-widened weights), ncols im2col columns of Kc int16 values (K = KH * KW * Cin/groups,
+ * rounded up to a multiple of 4 when Cin/groups is not one), and then an int8 patch of Kc bytes. */
+typedef struct {
+    int32_t ncols; /* columns per block */
+    int32_t Kc;    /* values per column */
+    int32_t table, sink, cols, patch; /* byte offsets */
+    int32_t pair_table;               /* bytes of one group's ts_priv_pair_rq table */
+    int32_t total;
+} conv_scratch;
+
+static conv_scratch conv_scratch_layout(const ts_conv_params *params, const ts_dims *filter_dims, int wide)
+{
+    const int32_t groups = params->groups > 0 ? params->groups : 1;
+    const int32_t pairs = (filter_dims->n / groups + 1) >> 1;
+    const int32_t K = filter_dims->h * filter_dims->w * filter_dims->c;
+    const int has_patch = (filter_dims->c & 3) != 0;
+    conv_scratch s;
+    s.ncols = wide ? TS_MM_PAIR_COLS : TS_MM_COLS;
+    s.Kc = has_patch ? (K + 3) & ~3 : K;
+    s.table = 0;
+    s.pair_table = TS_PRIV_PAIR_RQ_BYTES(pairs);
+    s.sink = wide ? groups * s.pair_table : (int32_t)sizeof(ts_priv_rq_row) * filter_dims->n;
+    s.cols = s.sink + (wide ? (2 * pairs + 3) & ~3 : 0);
+    s.patch = s.cols + 2 * s.ncols * s.Kc;
+    s.total = s.patch + (has_patch ? s.Kc : 0);
+    return s;
+}
+#endif
+
+static int32_t conv_buffer_size(const ts_conv_params *params, const ts_dims *filter_dims, int wide)
+{
+#if TS_HAVE_DSP
+    return conv_scratch_layout(params, filter_dims, wide).total;
+#else
+    (void)params;
+    (void)filter_dims;
+    (void)wide;
+    return 0;
+#endif
+}
+
 int32_t ts_conv_s8_get_buffer_size(const ts_conv_params *params, const ts_dims *input_dims,
                                    const ts_dims *filter_dims, const ts_dims *output_dims)
 {
     (void)input_dims;
     (void)output_dims;
-    (void)params;
-#if TS_HAVE_DSP
-    {
-        /* the requantization constants of the Cout rows (ts_priv_rq_row), then TS_MM_COLS (4) im2col
-         * columns of K = KH * KW * Cin/groups int16 values; when Cin/groups is not a multiple of 4, the
-         * columns are padded to Kp = K rounded up to a multiple of 4, and an int8 patch of Kp bytes
-         * follows them. */
-        const int32_t K = filter_dims->h * filter_dims->w * filter_dims->c;
-        const int32_t Kp = (K + 3) & ~3;
-        const int32_t rq = (int32_t)sizeof(ts_priv_rq_row) * filter_dims->n;
-        return rq + ((filter_dims->c & 3) != 0 ? TS_MM_COLS * 2 * Kp + Kp : TS_MM_COLS * 2 * K);
-    }
-#else
-    (void)filter_dims;
-    return 0;
-#endif
+    return conv_buffer_size(params, filter_dims, 0);
 }
 
 #if TS_HAVE_DSP
 
-/* n4 groups of four values of one tap into column j: v = src + offset (src == NULL: zeros). */
-static inline void col_tap4(int16_t *dst, const int8_t *src, int32_t n4, int32_t off2)
+/* n4 groups of four values of one tap into a column of a block of ncols (TS_MM_COLS or
+ * TS_MM_PAIR_COLS): v = src + offset (src == NULL: zeros). */
+static inline void col_tap4(int16_t *dst, const int8_t *src, int32_t n4, int32_t off2, int32_t ncols)
 {
-    const int32_t step = 4 * TS_MM_COLS; /* int16 values from one group of a column to the next */
+    const int32_t step = 4 * ncols; /* int16 values from one group of a column to the next */
     if (src == NULL) {
         for (; n4 > 0; --n4) {
             ts_store32(dst, 0);
@@ -51,19 +82,26 @@ static inline void col_tap4(int16_t *dst, const int8_t *src, int32_t n4, int32_t
         register int32_t x3 __asm__("r11");
         int32_t lo, hi;
         int32_t n16 = n4 >> 2;
-#define TS_COL_WORD(X)                                                                              \
+#define TS_COL_WORD(X, STEP)                                                                        \
     "sxtab16 %[lo], %[off2], " X "\n\t"                                                             \
     "sxtab16 %[hi], %[off2], " X ", ror #8\n\t"                                                     \
-    "strd    %[lo], %[hi], [%[dst]], #32\n\t"
-        __asm__ volatile("1:\n\t"
-                         "ldmia   %[src]!, {%[x0], %[x1], %[x2], %[x3]}\n\t" TS_COL_WORD("%[x0]")
-                             TS_COL_WORD("%[x1]") TS_COL_WORD("%[x2]") TS_COL_WORD("%[x3]")
-                         "subs    %[n], %[n], #1\n\t"
-                         "bne     1b\n\t"
-                         : [src] "+r"(src), [dst] "+r"(dst), [n] "+r"(n16), [lo] "=&r"(lo), [hi] "=&r"(hi),
-                           [x0] "=&r"(x0), [x1] "=&r"(x1), [x2] "=&r"(x2), [x3] "=&r"(x3)
-                         : [off2] "r"(off2)
-                         : "cc", "memory");
+    "strd    %[lo], %[hi], [%[dst]], #" STEP "\n\t"
+#define TS_COL_LOOP(STEP)                                                                           \
+    __asm__ volatile("1:\n\t"                                                                        \
+                     "ldmia   %[src]!, {%[x0], %[x1], %[x2], %[x3]}\n\t" TS_COL_WORD("%[x0]", STEP)    \
+                         TS_COL_WORD("%[x1]", STEP) TS_COL_WORD("%[x2]", STEP) TS_COL_WORD("%[x3]", STEP) \
+                     "subs    %[n], %[n], #1\n\t"                                                     \
+                     "bne     1b\n\t"                                                                 \
+                     : [src] "+r"(src), [dst] "+r"(dst), [n] "+r"(n16), [lo] "=&r"(lo), [hi] "=&r"(hi), \
+                       [x0] "=&r"(x0), [x1] "=&r"(x1), [x2] "=&r"(x2), [x3] "=&r"(x3)                 \
+                     : [off2] "r"(off2)                                                             \
+                     : "cc", "memory")
+        if (ncols == TS_MM_COLS) {
+            TS_COL_LOOP("32"); /* bytes from one group of a column to the next: 2 * step */
+        } else {
+            TS_COL_LOOP("16");
+        }
+#undef TS_COL_LOOP
 #undef TS_COL_WORD
         n4 &= 3;
     }
@@ -106,7 +144,7 @@ static inline void fill_bytes(int8_t *dst, int8_t value, int32_t n)
  * of the input row. */
 static void im2col_pixel(const ts_conv_params *params, const ts_dims *input_dims, const int8_t *batch_input,
                          const ts_dims *filter_dims, int32_t group, int32_t oh, int32_t ow, int16_t *cols, int32_t j,
-                         int8_t *patch)
+                         int32_t ncols, int8_t *patch)
 {
     const int32_t cg = filter_dims->c;
     const int32_t kh_n = filter_dims->h, kw_n = filter_dims->w;
@@ -152,7 +190,7 @@ static void im2col_pixel(const ts_conv_params *params, const ts_dims *input_dims
     }
     /* padded to a multiple of 4 with the zero point, which the offset turns into 0 */
     fill_bytes(patch + K, zero_point, Kp - K);
-    col_tap4(cols + 4 * j, patch, Kp >> 2, ts_dup16(params->input_offset));
+    col_tap4(cols + 4 * j, patch, Kp >> 2, ts_dup16(params->input_offset), ncols);
 }
 
 /* im2col of one output pixel into column j when Cin/groups is a multiple of 4: each tap's cg
@@ -160,7 +198,7 @@ static void im2col_pixel(const ts_conv_params *params, const ts_dims *input_dims
  * in-range taps of a kernel row are one run of the input row and of the column: one call. */
 static TS_NOINLINE void im2col_pixel4(const ts_conv_params *params, const ts_dims *input_dims,
                                       const int8_t *src0, const ts_dims *filter_dims, int32_t oh, int32_t ow,
-                                      int16_t *cols, int32_t j)
+                                      int16_t *cols, int32_t j, int32_t ncols)
 {
     const int32_t cg4 = filter_dims->c >> 2;
     const int32_t kh_n = filter_dims->h, kw_n = filter_dims->w;
@@ -168,7 +206,7 @@ static TS_NOINLINE void im2col_pixel4(const ts_conv_params *params, const ts_dim
     const int32_t iw0 = ow * params->stride.w - params->pad.left;
     const int32_t off2 = ts_dup16(params->input_offset);
     const int32_t row_bytes = input_dims->w * input_dims->c;
-    const int32_t tap_step = cg4 * 4 * TS_MM_COLS; /* int16 values from one tap of a column to the next */
+    const int32_t tap_step = cg4 * 4 * ncols; /* int16 values from one tap of a column to the next */
     const int runs = filter_dims->c == input_dims->c && params->dilation.w == 1;
     int16_t *dst = cols + 4 * j;
     int32_t kh, kw;
@@ -178,7 +216,7 @@ static TS_NOINLINE void im2col_pixel4(const ts_conv_params *params, const ts_dim
         const int8_t *src = src0 + ih0 * row_bytes + iw0 * input_dims->c;
         const int32_t step = params->dilation.h * row_bytes;
         for (kh = 0; kh < kh_n; ++kh, dst += kw_n * tap_step, src += step) {
-            col_tap4(dst, src, kw_n * cg4, off2);
+            col_tap4(dst, src, kw_n * cg4, off2, ncols);
         }
         return;
     }
@@ -186,52 +224,74 @@ static TS_NOINLINE void im2col_pixel4(const ts_conv_params *params, const ts_dim
         const int32_t ih = ih0 + kh * params->dilation.h;
         const int8_t *row = src0 + ih * row_bytes;
         if (ih < 0 || ih >= input_dims->h) {
-            col_tap4(dst, NULL, kw_n * cg4, off2);
+            col_tap4(dst, NULL, kw_n * cg4, off2, ncols);
         } else if (runs) {
             const int32_t lo = iw0 < 0 ? (-iw0 < kw_n ? -iw0 : kw_n) : 0;
             const int32_t hi = input_dims->w - iw0 < kw_n ? input_dims->w - iw0 : kw_n;
             const int32_t n = hi > lo ? hi - lo : 0;
             if (n < kw_n) {
-                col_tap4(dst, NULL, lo * cg4, off2);
-                col_tap4(dst + (lo + n) * tap_step, NULL, (kw_n - lo - n) * cg4, off2);
+                col_tap4(dst, NULL, lo * cg4, off2, ncols);
+                col_tap4(dst + (lo + n) * tap_step, NULL, (kw_n - lo - n) * cg4, off2, ncols);
             }
-            col_tap4(dst + lo * tap_step, row + (iw0 + lo) * input_dims->c, n * cg4, off2);
+            col_tap4(dst + lo * tap_step, row + (iw0 + lo) * input_dims->c, n * cg4, off2, ncols);
         } else {
             for (kw = 0; kw < kw_n; ++kw) {
                 const int32_t iw = iw0 + kw * params->dilation.w;
                 const int ok = iw >= 0 && iw < input_dims->w;
-                col_tap4(dst + kw * tap_step, ok ? row + iw * input_dims->c : NULL, cg4, off2);
+                col_tap4(dst + kw * tap_step, ok ? row + iw * input_dims->c : NULL, cg4, off2, ncols);
             }
         }
     }
 }
 
-/* im2col of TS_MM_COLS output pixels at a time (the last block padded with zero columns), then
- * every output channel of the group against them. */
+/* Group g's table of ts_priv_pair_rq. */
+static ts_priv_pair_rq *pair_rq(int8_t *scratch, conv_scratch layout, int32_t g)
+{
+    return (ts_priv_pair_rq *)(void *)(scratch + layout.table + g * layout.pair_table);
+}
+
+/* im2col of a block of ncols output pixels (the last block padded with zero columns), then every
+ * output channel of the group against them: 4 pixels against one int8 weight row at a time, or
+ * 2 pixels against a pair of pre-widened rows (mat_mult_s8.h). */
 static void conv_dsp(const ts_conv_params *params, const ts_channel_quant *quant, const ts_dims *input_dims,
                      const int8_t *input, const ts_dims *filter_dims, const int8_t *filter,
                      const int16_t *wide_filter, const int32_t *bias, const ts_dims *output_dims, int8_t *output,
                      void *scratch)
 {
-    ts_priv_rq_row *rq_table = (ts_priv_rq_row *)scratch;
-    int16_t *cols = (int16_t *)(rq_table + output_dims->c);
-    const ts_priv_rq_row *rq =
-        ts_priv_rq_rows(output_dims->c, quant->multiplier, quant->shift, params->output_offset, rq_table) ? rq_table
-                                                                                                          : NULL;
+    const int wide = wide_filter != NULL;
+    const conv_scratch layout = conv_scratch_layout(params, filter_dims, wide);
+    int8_t *base = (int8_t *)scratch;
+    int16_t *cols = (int16_t *)(void *)(base + layout.cols);
+    int8_t *patch = (filter_dims->c & 3) != 0 ? base + layout.patch : NULL;
+    const int32_t ncols = layout.ncols, Kc = layout.Kc;
     const int32_t groups = params->groups > 0 ? params->groups : 1;
     const int32_t cout = output_dims->c;
     const int32_t rows = cout / groups;
     const int32_t K = filter_dims->h * filter_dims->w * filter_dims->c;
     const int32_t npix = output_dims->h * output_dims->w;
-    const int32_t Kc = (filter_dims->c & 3) != 0 ? (K + 3) & ~3 : K; /* column length (see get_buffer_size) */
-    int8_t *patch = (filter_dims->c & 3) != 0 ? (int8_t *)(cols + TS_MM_COLS * Kc) : NULL;
+    const int32_t pairs = (rows + 1) >> 1;
+    ts_priv_rq_row *rq_rows = (ts_priv_rq_row *)(void *)(base + layout.table);
+    /* a 1x1 window at stride 1 without padding: output pixel i's column is input pixel i */
+    const int pointwise = filter_dims->h == 1 && filter_dims->w == 1 && params->stride.h == 1 &&
+                          params->stride.w == 1 && params->pad.top == 0 && params->pad.left == 0 &&
+                          params->pad.bottom == 0 && params->pad.right == 0 && groups == 1 && patch == NULL;
+    const int32_t off2 = ts_dup16(params->input_offset);
+    int fused = 1;
     int32_t b, p, g, j;
+    if (wide) {
+        for (g = 0; g < groups; ++g) {
+            fused &= ts_priv_pair_rqs(rows, Kc, bias != NULL ? bias + g * rows : NULL, quant->multiplier + g * rows,
+                                      quant->shift + g * rows, params->output_offset, pair_rq(base, layout, g));
+        }
+    } else {
+        fused = ts_priv_rq_rows(cout, quant->multiplier, quant->shift, params->output_offset, rq_rows);
+    }
     for (b = 0; b < input_dims->n; ++b) {
         const int8_t *batch_input = input + b * input_dims->h * input_dims->w * input_dims->c;
         int8_t *batch_output = output + b * npix * cout;
         int32_t oh = 0, ow = 0;
-        for (p = 0; p < npix; p += TS_MM_COLS) {
-            const int32_t valid = npix - p < TS_MM_COLS ? npix - p : TS_MM_COLS;
+        for (p = 0; p < npix; p += ncols) {
+            const int32_t valid = npix - p < ncols ? npix - p : ncols;
             int32_t ohs[TS_MM_COLS], ows[TS_MM_COLS];
             for (j = 0; j < valid; ++j) {
                 ohs[j] = oh;
@@ -243,27 +303,29 @@ static void conv_dsp(const ts_conv_params *params, const ts_channel_quant *quant
             }
             for (g = 0; g < groups; ++g) {
                 const int32_t m0 = g * rows;
-                for (j = 0; j < TS_MM_COLS; ++j) {
-                    if (j < valid && patch == NULL) {
+                int8_t *out = batch_output + p * cout + m0;
+                for (j = 0; j < ncols; ++j) {
+                    if (j < valid && pointwise) {
+                        col_tap4(cols + 4 * j, batch_input + (p + j) * input_dims->c, input_dims->c >> 2, off2, ncols);
+                    } else if (j < valid && patch == NULL) {
                         im2col_pixel4(params, input_dims, batch_input + g * filter_dims->c, filter_dims, ohs[j],
-                                      ows[j], cols, j);
+                                      ows[j], cols, j, ncols);
                     } else if (j < valid) {
-                        im2col_pixel(params, input_dims, batch_input, filter_dims, g, ohs[j], ows[j], cols, j,
+                        im2col_pixel(params, input_dims, batch_input, filter_dims, g, ohs[j], ows[j], cols, j, ncols,
                                      patch);
                     } else if (g == 0) {
-                        ts_priv_col_fill(cols, TS_MM_COLS, j, Kc, 0, NULL, Kc, 0);
+                        col_tap4(cols + 4 * j, NULL, Kc >> 2, 0, ncols);
                     }
                 }
-                if (wide_filter != NULL) {
-                    ts_priv_mat_mult_cols_wide(wide_filter + m0 * Kc, rows, Kc, cols, valid,
-                                               bias != NULL ? bias + m0 : NULL, rq != NULL ? rq + m0 : NULL,
-                                               quant->multiplier + m0, quant->shift + m0, params->output_offset,
-                                               params->act_min, params->act_max, batch_output + p * cout + m0, cout);
+                if (wide) {
+                    ts_priv_mat_mult_pairs_wide(wide_filter + g * pairs * 2 * Kc, rows, Kc, cols, valid,
+                                                bias != NULL ? bias + m0 : NULL, fused ? pair_rq(base, layout, g) : NULL,
+                                                quant->multiplier + m0, quant->shift + m0, params->output_offset,
+                                                params->act_min, params->act_max, out, cout, base + layout.sink);
                 } else {
                     ts_priv_mat_mult_cols(filter + m0 * K, rows, K, Kc, cols, valid, bias != NULL ? bias + m0 : NULL,
-                                          rq != NULL ? rq + m0 : NULL, quant->multiplier + m0, quant->shift + m0,
-                                          params->output_offset, params->act_min, params->act_max,
-                                          batch_output + p * cout + m0, cout);
+                                          fused ? rq_rows + m0 : NULL, quant->multiplier + m0, quant->shift + m0,
+                                          params->output_offset, params->act_min, params->act_max, out, cout);
                 }
             }
         }
@@ -272,12 +334,17 @@ static void conv_dsp(const ts_conv_params *params, const ts_channel_quant *quant
 
 #endif /* TS_HAVE_DSP */
 
-/* Weight k of row m of a pre-widened filter: rows of Kp = K rounded up to 4, groups in the order
- * 0, 2, 1, 3. */
-static inline int32_t wide_weight(const int16_t *wide_filter, int32_t K, int32_t m, int32_t k)
+/* Weight k of row m (of `rows` per conv group) of a pre-widened filter (weight_layout.smlad_weights):
+ * per group, pairs of rows of Kp = K rounded up to 4, group by group, the pair's two rows' groups one
+ * after the other, in the order 0, 2, 1, 3, doubled. */
+static inline int32_t wide_weight(const int16_t *wide_filter, int32_t K, int32_t rows, int32_t m, int32_t k)
 {
     static const unsigned char order[4] = {0, 2, 1, 3};
-    return wide_filter[m * ((K + 3) & ~3) + (k & ~3) + order[k & 3]];
+    const int32_t Kp = (K + 3) & ~3;
+    const int32_t pairs = (rows + 1) >> 1;
+    const int32_t g = m / rows, r = m % rows;
+    const int16_t *pair = wide_filter + (g * pairs + (r >> 1)) * 2 * Kp;
+    return pair[(k >> 2) * 8 + (r & 1) * 4 + order[k & 3]] / 2;
 }
 
 static void conv_portable(const ts_conv_params *params, const ts_channel_quant *quant, const ts_dims *input_dims,
@@ -323,7 +390,7 @@ static void conv_portable(const ts_conv_params *params, const ts_channel_quant *
                                 }
                             } else {
                                 for (c = 0; c < cg; ++c) {
-                                    acc += (x[c] + off) * wide_weight(wide_filter, K, oc, k0 + c);
+                                    acc += (x[c] + off) * wide_weight(wide_filter, K, rows, oc, k0 + c);
                                 }
                             }
                         }
@@ -362,7 +429,9 @@ void ts_conv_s8(const ts_conv_params *params, const ts_channel_quant *quant, con
 int32_t ts_conv_s8_wide_get_buffer_size(const ts_conv_params *params, const ts_dims *input_dims,
                                         const ts_dims *filter_dims, const ts_dims *output_dims)
 {
-    return ts_conv_s8_get_buffer_size(params, input_dims, filter_dims, output_dims);
+    (void)input_dims;
+    (void)output_dims;
+    return conv_buffer_size(params, filter_dims, 1);
 }
 
 void ts_conv_s8_wide(const ts_conv_params *params, const ts_channel_quant *quant, const ts_dims *input_dims,

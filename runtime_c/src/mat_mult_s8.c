@@ -1,6 +1,8 @@
 /* Private: int8 weights x int16 columns with SMLAD (see mat_mult_s8.h for the column layout). */
 #include "mat_mult_s8.h"
 
+#include <string.h>
+
 #include "requantize.h"
 
 #if TS_HAVE_DSP
@@ -88,22 +90,6 @@ int ts_priv_rq_rows(int32_t rows, const int32_t *multiplier, const int32_t *shif
 #endif
 
 #if TS_DSP_ASM
-/* The same group with pre-widened weights (two int16 words per group: no sign extension). */
-#define TS_MM_GROUP_WIDE                                                                            \
-    "ldrd   %[p], %[pe], [%[w]], #8\n\t"                                                            \
-    "ldmia  %[x]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                                \
-    "smlad  %[a0], %[p], %[x0], %[a0]\n\t"                                                          \
-    "smlad  %[a0], %[pe], %[x1], %[a0]\n\t"                                                         \
-    "smlad  %[a1], %[p], %[x2], %[a1]\n\t"                                                          \
-    "smlad  %[a1], %[pe], %[x3], %[a1]\n\t"                                                         \
-    "ldmia  %[x]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                                \
-    "smlad  %[a2], %[p], %[x0], %[a2]\n\t"                                                          \
-    "smlad  %[a2], %[pe], %[x1], %[a2]\n\t"                                                         \
-    "smlad  %[a3], %[p], %[x2], %[a3]\n\t"                                                          \
-    "smlad  %[a3], %[pe], %[x3], %[a3]\n\t"
-#endif
-
-#if TS_DSP_ASM
 /* A dot loop: COUNT iterations of GROUPS (copies of one of the group macros above). LDM's register list
  * must ascend, so the four column words live in fixed registers. */
 #define TS_MM_DOT_LOOP(GROUPS, COUNT)                                                                   \
@@ -151,31 +137,6 @@ static TS_ALWAYS_INLINE void dot_1x4(const int8_t *w, const int16_t *x, int32_t 
     for (; groups > 0; --groups, w += 4, x += 16) {
         const int32_t p = ts_load32(w);
         mac_group(ts_sxtb16(p), ts_sxtb16_ror8(p), x, &a0, &a1, &a2, &a3);
-    }
-#endif
-    *acc0 = a0;
-    *acc1 = a1;
-    *acc2 = a2;
-    *acc3 = a3;
-}
-
-/* dot_1x4 with the row's weights pre-widened: int16, each group in the columns' order 0, 2, 1, 3. */
-static TS_ALWAYS_INLINE void dot_1x4_wide(const int16_t *w, const int16_t *x, int32_t groups, int32_t *acc0,
-                                          int32_t *acc1, int32_t *acc2, int32_t *acc3)
-{
-    int32_t a0 = *acc0, a1 = *acc1, a2 = *acc2, a3 = *acc3;
-#if TS_DSP_ASM
-    int32_t quads = groups >> 2;
-    if (quads > 0) {
-        TS_MM_DOT_LOOP(TS_MM_GROUP_WIDE TS_MM_GROUP_WIDE TS_MM_GROUP_WIDE TS_MM_GROUP_WIDE, quads);
-    }
-    groups &= 3;
-    if (groups > 0) {
-        TS_MM_DOT_LOOP(TS_MM_GROUP_WIDE, groups);
-    }
-#else
-    for (; groups > 0; --groups, w += 4, x += 16) {
-        mac_group(ts_load32(w), ts_load32(w + 2), x, &a0, &a1, &a2, &a3);
     }
 #endif
     *acc0 = a0;
@@ -234,57 +195,33 @@ static TS_ALWAYS_INLINE void store_row4(const ts_priv_rq_row *r, int32_t a0, int
     }
 }
 
-/* Rows of `row_stride` weights (int8 at w8, or pre-widened int16 at w16 when `wide`), `groups` groups
- * read from each, every row fused: few live variables, so that GCC keeps the row loop in registers. */
-static TS_ALWAYS_INLINE void rows_fused_loop(const int8_t *w8, const int16_t *w16, int wide, int32_t row_stride,
-                                             int32_t rows, int32_t groups, const int16_t *cols, const int32_t *bias,
-                                             const ts_priv_rq_row *rq, int8_t *o, int32_t stride, int full_range,
-                                             int32_t act_min, int32_t act_max, int32_t valid)
+/* Rows of K int8 weights, `groups` groups read from each, every row fused: few live variables, so
+ * that GCC keeps the row loop in registers. */
+static TS_ALWAYS_INLINE void rows_fused_loop(const int8_t *w, int32_t K, int32_t rows, int32_t groups,
+                                             const int16_t *cols, const int32_t *bias, const ts_priv_rq_row *rq,
+                                             int8_t *o, int32_t stride, int full_range, int32_t act_min,
+                                             int32_t act_max, int32_t valid)
 {
-    for (; rows > 0; --rows, ++rq, ++o) {
+    for (; rows > 0; --rows, ++rq, ++o, w += K) {
         const int32_t b = bias != NULL ? *bias++ : 0;
         int32_t a0 = b, a1 = b, a2 = b, a3 = b;
-        if (wide) {
-            dot_1x4_wide(w16, cols, groups, &a0, &a1, &a2, &a3);
-            w16 += row_stride;
-        } else {
-            dot_1x4(w8, cols, groups, &a0, &a1, &a2, &a3);
-            w8 += row_stride;
-        }
+        dot_1x4(w, cols, groups, &a0, &a1, &a2, &a3);
         store_row4(rq, a0, a1, a2, a3, o, stride, full_range, act_min, act_max, valid);
     }
 }
 
 /* The fused rows for `valid` columns: the four-column block specialised, with and without bounds. */
-static TS_ALWAYS_INLINE void rows_fused(const int8_t *w8, const int16_t *w16, int wide, int32_t row_stride,
-                                        int32_t rows, int32_t groups, const int16_t *cols, const int32_t *bias,
-                                        const ts_priv_rq_row *rq, int8_t *o, int32_t stride, int32_t act_min,
-                                        int32_t act_max, int32_t valid)
-{
-    if (valid != TS_MM_COLS) {
-        rows_fused_loop(w8, w16, wide, row_stride, rows, groups, cols, bias, rq, o, stride, 0, act_min, act_max,
-                        valid);
-    } else if (act_min == TS_INT8_MIN && act_max == TS_INT8_MAX) {
-        rows_fused_loop(w8, w16, wide, row_stride, rows, groups, cols, bias, rq, o, stride, 1, act_min, act_max,
-                        TS_MM_COLS);
-    } else {
-        rows_fused_loop(w8, w16, wide, row_stride, rows, groups, cols, bias, rq, o, stride, 0, act_min, act_max,
-                        TS_MM_COLS);
-    }
-}
-
 static TS_NOINLINE void rows_fused4(const int8_t *w, int32_t K, int32_t rows, int32_t groups, const int16_t *cols,
                                     const int32_t *bias, const ts_priv_rq_row *rq, int8_t *o, int32_t stride,
                                     int32_t act_min, int32_t act_max, int32_t valid)
 {
-    rows_fused(w, NULL, 0, K, rows, groups, cols, bias, rq, o, stride, act_min, act_max, valid);
-}
-
-static TS_NOINLINE void rows_fused4_wide(const int16_t *w, int32_t Kc, int32_t rows, const int16_t *cols,
-                                         const int32_t *bias, const ts_priv_rq_row *rq, int8_t *o, int32_t stride,
-                                         int32_t act_min, int32_t act_max, int32_t valid)
-{
-    rows_fused(NULL, w, 1, Kc, rows, Kc >> 2, cols, bias, rq, o, stride, act_min, act_max, valid);
+    if (valid != TS_MM_COLS) {
+        rows_fused_loop(w, K, rows, groups, cols, bias, rq, o, stride, 0, act_min, act_max, valid);
+    } else if (act_min == TS_INT8_MIN && act_max == TS_INT8_MAX) {
+        rows_fused_loop(w, K, rows, groups, cols, bias, rq, o, stride, 1, act_min, act_max, TS_MM_COLS);
+    } else {
+        rows_fused_loop(w, K, rows, groups, cols, bias, rq, o, stride, 0, act_min, act_max, TS_MM_COLS);
+    }
 }
 
 /* The outputs of one row for the columns j < valid, requantized one by one (any shift). */
@@ -297,25 +234,6 @@ static void store_row_generic(int32_t a0, int32_t a1, int32_t a2, int32_t a3, in
     int32_t j;
     for (j = 0; j < valid; ++j) {
         o[j * stride] = ts_rq_out(&q, acc[j], output_offset, act_min, act_max);
-    }
-}
-
-void ts_priv_mat_mult_cols_wide(const int16_t *w, int32_t rows, int32_t Kc, const int16_t *cols, int32_t valid,
-                                const int32_t *bias, const ts_priv_rq_row *rq, const int32_t *multiplier,
-                                const int32_t *shift, int32_t output_offset, int32_t act_min, int32_t act_max,
-                                int8_t *out, int32_t out_stride)
-{
-    int32_t m;
-    if (rq != NULL) {
-        rows_fused4_wide(w, Kc, rows, cols, bias, rq, out, out_stride, act_min, act_max, valid);
-        return;
-    }
-    for (m = 0; m < rows; ++m) {
-        const int32_t b = bias != NULL ? bias[m] : 0;
-        int32_t a0 = b, a1 = b, a2 = b, a3 = b;
-        dot_1x4_wide(w + m * Kc, cols, Kc >> 2, &a0, &a1, &a2, &a3);
-        store_row_generic(a0, a1, a2, a3, multiplier[m], shift[m], output_offset, act_min, act_max, out + m,
-                          out_stride, valid);
     }
 }
 
@@ -555,6 +473,273 @@ void ts_priv_mat_mult_col_wide(const int16_t *w, int32_t rows, int32_t Kc, const
         for (r = 0; r < n; ++r) {
             const ts_rq q = ts_rq_make(multiplier[m + r], shift[m + r]);
             out[m + r] = ts_rq_out(&q, acc[r], output_offset, act_min, act_max);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * The pre-widened conv path: row pairs against a pair of columns (mat_mult_s8.h).
+ * ------------------------------------------------------------------------------------------------ */
+
+#if TS_DSP_ASM
+uint32_t ts_priv_pairs_dot_entry(int32_t groups);
+#endif
+
+int ts_priv_pair_rqs(int32_t rows, int32_t Kc, const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
+                     int32_t output_offset, ts_priv_pair_rq *rq)
+{
+    /* |acc| <= |bias| + Kc * 255 * 128 must stay below 2^30 (ts_rq2) */
+    const int64_t limit = ((int64_t)1 << 30) - (int64_t)Kc * 255 * 128;
+    const int32_t pairs = (rows + 1) >> 1;
+#if TS_DSP_ASM
+    const uint32_t entry = ts_priv_pairs_dot_entry(Kc >> 2);
+#else
+    const uint32_t entry = 0; /* the C loop does not read it */
+#endif
+    int32_t m;
+    for (m = 0; m < rows; ++m) {
+        const int64_t b = bias != NULL ? bias[m] : 0;
+        if (!ts_rqz_ok(shift[m]) || b >= limit || -b >= limit) {
+            return 0;
+        }
+    }
+    for (m = 0; m < rows; m += 2) {
+        ts_priv_pair_rq *e = rq + (m >> 1);
+        const int32_t r1 = m + 1 < rows ? m + 1 : m; /* an odd last row: its zero partner copies it */
+        e->acc[0] = e->acc[1] = bias != NULL ? 2 * bias[m] : 0;
+        e->acc[2] = e->acc[3] = bias != NULL ? 2 * bias[r1] : 0;
+        e->dot_entry = m + 1 < rows ? entry : 0; /* the assembly loop runs whole pairs only */
+        e->row[0] = ts_rq2_make(multiplier[m], shift[m], output_offset);
+        e->row[1] = ts_rq2_make(multiplier[r1], shift[r1], output_offset);
+    }
+    /* the end: the accumulators and the zero entry of one more pair */
+    memset(&rq[pairs], 0, TS_PRIV_PAIR_RQ_BYTES(0));
+    return 1;
+}
+
+static inline int32_t rq2_apply(const ts_rq2 *q, int32_t a2)
+{
+    return ts_smmlar(a2, q->multiplier, q->round + (a2 >> 31)) >> q->sh;
+}
+
+/* acc[2 r + j] += the dot product of row r of the pair at w with column j, over `groups` groups. */
+static TS_ALWAYS_INLINE void dot_2x2_wide(const int16_t *w, const int16_t *x, int32_t groups, int32_t acc[4])
+{
+    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+    for (; groups > 0; --groups, w += 8, x += 8) {
+        const int32_t w0a = ts_load32(w), w0b = ts_load32(w + 2), w1a = ts_load32(w + 4), w1b = ts_load32(w + 6);
+        const int32_t x0a = ts_load32(x), x0b = ts_load32(x + 2), x1a = ts_load32(x + 4), x1b = ts_load32(x + 6);
+        a00 = ts_smlad(w0b, x0b, ts_smlad(w0a, x0a, a00));
+        a01 = ts_smlad(w0b, x1b, ts_smlad(w0a, x1a, a01));
+        a10 = ts_smlad(w1b, x0b, ts_smlad(w1a, x0a, a10));
+        a11 = ts_smlad(w1b, x1b, ts_smlad(w1a, x1a, a11));
+    }
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a10;
+    acc[3] = a11;
+}
+
+/* `pairs` whole row pairs with their fused constants: rows (2p, 2p + 1) of column 0 to o0[2p..],
+ * of column 1 to o1[2p..]. */
+static void pairs_fused(const int16_t *w, int32_t pairs, int32_t Kc, const int16_t *cols, const ts_priv_pair_rq *rq,
+                        int8_t *o0, int8_t *o1, int32_t act_min, int32_t act_max)
+{
+    for (; pairs > 0; --pairs, ++rq, w += 2 * Kc, o0 += 2, o1 += 2) {
+        int32_t acc[4];
+        memcpy(acc, rq->acc, sizeof acc);
+        dot_2x2_wide(w, cols, Kc >> 2, acc);
+        o0[0] = (int8_t)ts_clamp8(rq2_apply(&rq->row[0], acc[0]), act_min, act_max);
+        o1[0] = (int8_t)ts_clamp8(rq2_apply(&rq->row[0], acc[1]), act_min, act_max);
+        o0[1] = (int8_t)ts_clamp8(rq2_apply(&rq->row[1], acc[2]), act_min, act_max);
+        o1[1] = (int8_t)ts_clamp8(rq2_apply(&rq->row[1], acc[3]), act_min, act_max);
+    }
+}
+
+#if TS_DSP_ASM
+/* pairs_fused for the full int8 range (the clamp is SSAT alone), as assembly: in C, GCC spills the
+ * pair loop's pointers around the 14 registers of the dot loop. The dot loop runs 16 groups per pass
+ * and is entered part-way (Duff's device) for the groups % 16 of the first pass, so no register is
+ * left for a counter: a pass ends when the column pointer reaches cols_end, the pair loop at the
+ * table's zero entry. */
+typedef struct {
+    const int16_t *w;          /* 0: the first pair's weights */
+    const ts_priv_pair_rq *rq; /* 4 */
+    int8_t *out;               /* 8: row 0 of column 0 */
+    int32_t out1;              /* 12: column 1's outputs minus column 0's, in bytes */
+    const int16_t *cols;       /* 16 */
+    const int16_t *cols_end;   /* 20: cols + 2 * Kc */
+} pairs_asm_args;
+
+void ts_priv_pairs_fused_asm(const pairs_asm_args *a);
+
+/* One group: both rows' weights (r4-r7) and both columns' values (r8-r11), 8 SMLADs into r0-r3 =
+ * (row 0, column 0), (row 0, column 1), (row 1, column 0), (row 1, column 1); 40 bytes of code. */
+#define TS_PAIR_GROUP                                                                               \
+    "ldmia.w ip!, {r4, r5, r6, r7}\n\t"                                                             \
+    "ldmia.w lr!, {r8, r9, r10, r11}\n\t"                                                           \
+    "smlad   r0, r4, r8, r0\n\t"                                                                    \
+    "smlad   r0, r5, r9, r0\n\t"                                                                    \
+    "smlad   r1, r4, r10, r1\n\t"                                                                   \
+    "smlad   r1, r5, r11, r1\n\t"                                                                   \
+    "smlad   r2, r6, r8, r2\n\t"                                                                    \
+    "smlad   r2, r7, r9, r2\n\t"                                                                    \
+    "smlad   r3, r6, r10, r3\n\t"                                                                   \
+    "smlad   r3, r7, r11, r3\n\t"
+#define TS_PAIR_GROUP4 TS_PAIR_GROUP TS_PAIR_GROUP TS_PAIR_GROUP TS_PAIR_GROUP
+
+/* acc A (r0..r3) -> int8 with multiplier M, round R, shift SH (ts_rq2); r10 scratch */
+#define TS_PAIR_RQ(A, M, R, SH)                                                                     \
+    "add     r10, " R ", " A ", asr #31\n\t"                                                        \
+    "smmlar  " A ", " A ", " M ", r10\n\t"                                                          \
+    "asr     " A ", " A ", " SH "\n\t"                                                              \
+    "ssat    " A ", #8, " A "\n\t"
+
+/* ts_priv_pairs_dot_entry(groups): the dot loop's entry for `groups` groups, Thumb bit set.
+ * ts_priv_pairs_fused_asm's frame (after the push): [sp] rq, #4 out, #8 out1, #12 cols, #16 cols_end. */
+__asm__(".syntax unified\n\t"
+        ".thumb\n\t"
+        ".pushsection .text.ts_priv_pairs_fused_asm, \"ax\", %progbits\n\t"
+        ".balign 4\n\t"
+        ".global ts_priv_pairs_dot_entry\n\t"
+        ".type   ts_priv_pairs_dot_entry, %function\n\t"
+        ".thumb_func\n"
+        "ts_priv_pairs_dot_entry:\n\t"
+        /* the loop + (15 - (groups - 1) % 16) groups */
+        "sub     r0, r0, #1\n\t"
+        "and     r0, r0, #15\n\t"
+        "rsb     r0, r0, #15\n\t"
+        "mov     r1, #40\n\t"
+        "mul     r0, r0, r1\n\t"
+        "adr     r1, .Lts_pairs_dot\n\t"
+        "add     r0, r0, r1\n\t"
+        "orr     r0, r0, #1\n\t"
+        "bx      lr\n\t"
+        ".size   ts_priv_pairs_dot_entry, . - ts_priv_pairs_dot_entry\n\t"
+        ".balign 4\n\t"
+        ".global ts_priv_pairs_fused_asm\n\t"
+        ".type   ts_priv_pairs_fused_asm, %function\n\t"
+        ".thumb_func\n"
+        "ts_priv_pairs_fused_asm:\n\t"
+        "push    {r4-r11, lr}\n\t"
+        "sub     sp, #28\n\t"
+        "ldr     ip, [r0]\n\t"
+        "ldr     lr, [r0, #4]\n\t"
+        "ldrd    r2, r3, [r0, #8]\n\t"
+        "ldrd    r4, r5, [r0, #16]\n\t"
+        "strd    r2, r3, [sp, #4]\n\t"
+        "strd    r4, r5, [sp, #12]\n\t"
+        "ldmia   lr!, {r0-r3, r6}\n\t" /* the first pair's accumulators and dot entry */
+        "str     lr, [sp]\n\t"
+        "ldr     lr, [sp, #12]\n\t"
+        "bx      r6\n\t"
+        ".balign 4\n"
+        ".Lts_pairs_dot:\n\t"
+        TS_PAIR_GROUP4 TS_PAIR_GROUP4 TS_PAIR_GROUP4 TS_PAIR_GROUP4
+        ".Lts_pairs_dot_end:\n\t"
+        ".if .Lts_pairs_dot_end - .Lts_pairs_dot != 640\n\t"
+        ".error \"a group must be 40 bytes: ts_priv_pairs_dot_entry counts on it\"\n\t"
+        ".endif\n\t"
+        "ldr     r4, [sp, #16]\n\t"
+        "cmp     lr, r4\n\t"
+        "bne     .Lts_pairs_dot\n\t"
+        "ldr     lr, [sp]\n\t"
+        "ldmia   lr!, {r4-r9}\n\t"
+        TS_PAIR_RQ("r0", "r4", "r5", "r6")
+        TS_PAIR_RQ("r1", "r4", "r5", "r6")
+        TS_PAIR_RQ("r2", "r7", "r8", "r9")
+        TS_PAIR_RQ("r3", "r7", "r8", "r9")
+        "bfi     r0, r2, #8, #8\n\t"
+        "bfi     r1, r3, #8, #8\n\t"
+        "ldrd    r4, r5, [sp, #4]\n\t"
+        "strh    r1, [r4, r5]\n\t"
+        "strh    r0, [r4], #2\n\t"
+        "ldmia   lr!, {r0-r3, r6}\n\t" /* the next pair's */
+        "str     lr, [sp]\n\t"
+        "str     r4, [sp, #4]\n\t"
+        "cbz     r6, .Lts_pairs_done\n\t"
+        "ldr     lr, [sp, #12]\n\t"
+        "bx      r6\n"
+        ".Lts_pairs_done:\n\t"
+        "add     sp, #28\n\t"
+        "pop     {r4-r11, pc}\n\t"
+        ".size   ts_priv_pairs_fused_asm, . - ts_priv_pairs_fused_asm\n\t"
+        ".popsection");
+#endif
+
+#if TS_DSP_ASM
+/* x[0..n) clamped to [lo, hi]: four at a time with SSUB8 (per-byte GE flags) and SEL. */
+static void clamp_s8(int8_t *x, int32_t n, int32_t lo, int32_t hi)
+{
+    const int32_t lo4 = (int32_t)(0x01010101u * (uint8_t)lo), hi4 = (int32_t)(0x01010101u * (uint8_t)hi);
+    for (; n >= 4; n -= 4, x += 4) {
+        int32_t v = ts_load32(x), t;
+        __asm__("ssub8 %[t], %[v], %[lo]\n\t"
+                "sel   %[v], %[v], %[lo]\n\t"
+                "ssub8 %[t], %[hi], %[v]\n\t"
+                "sel   %[v], %[v], %[hi]"
+                : [v] "+r"(v), [t] "=&r"(t)
+                : [lo] "r"(lo4), [hi] "r"(hi4)
+                : "cc");
+        ts_store32(x, v);
+    }
+    for (; n > 0; --n, ++x) {
+        *x = (int8_t)ts_clamp(*x, lo, hi);
+    }
+}
+#endif
+
+/* Every row pair, one output at a time: for constants outside ts_rq2 (a left shift, a huge bias). */
+static void pairs_generic(const int16_t *w, int32_t rows, int32_t Kc, const int16_t *cols, int32_t valid,
+                          const int32_t *bias, const int32_t *multiplier, const int32_t *shift, int32_t output_offset,
+                          int32_t act_min, int32_t act_max, int8_t *out, int32_t out_stride)
+{
+    int32_t m, r, j;
+    for (m = 0; m < rows; m += 2, w += 2 * Kc) {
+        int32_t acc[4] = {0, 0, 0, 0};
+        dot_2x2_wide(w, cols, Kc >> 2, acc);
+        for (r = 0; r < 2 && m + r < rows; ++r) {
+            for (j = 0; j < valid; ++j) {
+                /* the weights are doubled: acc is even (and the sum of K products stays inside int32) */
+                const int32_t a = (acc[2 * r + j] >> 1) + (bias != NULL ? bias[m + r] : 0);
+                out[j * out_stride + m + r] = ts_requantize_s8_out(a, multiplier[m + r], shift[m + r], output_offset,
+                                                                   act_min, act_max);
+            }
+        }
+    }
+}
+
+void ts_priv_mat_mult_pairs_wide(const int16_t *w, int32_t rows, int32_t Kc, const int16_t *cols, int32_t valid,
+                                 const int32_t *bias, const ts_priv_pair_rq *rq, const int32_t *multiplier,
+                                 const int32_t *shift, int32_t output_offset, int32_t act_min, int32_t act_max,
+                                 int8_t *out, int32_t out_stride, int8_t *sink)
+{
+    const int32_t pairs = rows >> 1;
+    int8_t *out1 = valid == TS_MM_PAIR_COLS ? out + out_stride : sink;
+    if (rq == NULL) {
+        pairs_generic(w, rows, Kc, cols, valid, bias, multiplier, shift, output_offset, act_min, act_max, out,
+                      out_stride);
+        return;
+    }
+    if (pairs > 0) {
+#if TS_DSP_ASM
+        const pairs_asm_args a = {w, rq, out, (int32_t)((uintptr_t)out1 - (uintptr_t)out), cols, cols + 2 * Kc};
+        ts_priv_pairs_fused_asm(&a);
+        if (act_min != TS_INT8_MIN || act_max != TS_INT8_MAX) {
+            clamp_s8(out, 2 * pairs, act_min, act_max);
+            clamp_s8(out1, 2 * pairs, act_min, act_max);
+        }
+#else
+        pairs_fused(w, pairs, Kc, cols, rq, out, out1, act_min, act_max);
+#endif
+    }
+    if (rows & 1) {
+        /* the last row, paired with a zero row */
+        int8_t col0[2], col1[2];
+        pairs_fused(w + pairs * 2 * Kc, 1, Kc, cols, rq + pairs, col0, col1, act_min, act_max);
+        out[2 * pairs] = col0[0];
+        if (valid == TS_MM_PAIR_COLS) {
+            out[out_stride + 2 * pairs] = col1[0];
         }
     }
 }

@@ -17,6 +17,7 @@
 
 #include <stdint.h>
 
+#include "requantize.h"
 #include "simd.h"
 
 #define TS_MM_COLS 4 /* columns per block of the convolution's matrix multiplication */
@@ -56,12 +57,40 @@ void ts_priv_mat_mult_col(const int8_t *w, int32_t rows, int32_t K, const int16_
                           const int32_t *multiplier, const int32_t *shift, int32_t output_offset, int32_t act_min,
                           int32_t act_max, int8_t *out);
 
-/* ts_priv_mat_mult_cols with the weights pre-widened (tinysplit/passes/weight_layout.py): int16 rows
- * of Kc values (zeros after K), each group of 4 in the columns' order 0, 2, 1, 3. */
-void ts_priv_mat_mult_cols_wide(const int16_t *w, int32_t rows, int32_t Kc, const int16_t *cols, int32_t valid,
-                                const int32_t *bias, const ts_priv_rq_row *rq, const int32_t *multiplier,
-                                const int32_t *shift, int32_t output_offset, int32_t act_min, int32_t act_max,
-                                int8_t *out, int32_t out_stride);
+/*
+ * The pre-widened conv path (ts_conv_s8_wide): two weight rows against TS_MM_PAIR_COLS = 2 columns.
+ * Per group of four values, one LDM brings both rows' int16 weights (4 words) and one LDM both
+ * columns' values (4 words), for 8 SMLADs: 10 instructions per 16 MACs. The columns are the layout
+ * above with ncols = 2; the weights are weight_layout.smlad_weights's: doubled, rows of Kc values in
+ * pairs, each pair group by group, row 0's group then row 1's. The accumulators are therefore 2 * acc,
+ * and the requantization is ts_rq2's single SMMLAR.
+ */
+#define TS_MM_PAIR_COLS 2
+
+/* What the accumulators of one row pair start from and how they end (44 bytes, read by LDM). */
+typedef struct {
+    int32_t acc[4];     /* 2 * bias of rows 0, 0, 1, 1: the four accumulators (row, column) */
+    uint32_t dot_entry; /* where the assembly dot loop starts for this Kc; 0 after the last whole pair */
+    ts_rq2 row[2];
+} ts_priv_pair_rq;
+
+/* Bytes of the table ts_priv_pair_rqs fills: `pairs` entries, then the accumulators and the zero
+ * dot_entry of one more. */
+#define TS_PRIV_PAIR_RQ_BYTES(pairs) ((int32_t)sizeof(ts_priv_pair_rq) * (pairs) + 20)
+
+/* Fills rq for the rows' pairs (an odd last row is paired with a zero row) and returns 1 when every
+ * row takes ts_rq2 and |acc| < 2^30 holds for Kc values in [-255, 255] times weights in [-128, 127];
+ * else 0 (then the kernel requantizes one output at a time). */
+int ts_priv_pair_rqs(int32_t rows, int32_t Kc, const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
+                     int32_t output_offset, ts_priv_pair_rq *rq);
+
+/* For rows m < rows and columns j < valid (1 or 2): out[j * out_stride + m] = the conv output.
+ * rq from ts_priv_pair_rqs, or NULL; sink: 2 * ceil(rows / 2) bytes of scratch that an absent
+ * second column is written to. */
+void ts_priv_mat_mult_pairs_wide(const int16_t *w, int32_t rows, int32_t Kc, const int16_t *cols, int32_t valid,
+                                 const int32_t *bias, const ts_priv_pair_rq *rq, const int32_t *multiplier,
+                                 const int32_t *shift, int32_t output_offset, int32_t act_min, int32_t act_max,
+                                 int8_t *out, int32_t out_stride, int8_t *sink);
 
 /* ts_priv_mat_mult_col with the weights pre-widened: rows as above, the rows padded to a multiple of 4
  * and stored in blocks of 4 with the 4 rows' groups one after the other; the column holds Kc values. */

@@ -156,6 +156,30 @@ static inline ts_rqz ts_rqz_make(int32_t multiplier, int32_t shift, int32_t zp)
     return q;
 }
 
+/*
+ * The same fused step for a doubled accumulator a2 = 2 * acc (|acc| < 2^30), as kernels that can
+ * double their weights for free compute it (depthwise conv, pre-widened conv): since
+ * high_mul(acc, m) = (acc * m + 2^30) >> 31 = (a2 * m + 2^31) >> 32 is SMMLAR's rounded high word,
+ *   clamp(ts_add_offset(requantize(acc, m, s), zp)) = clamp((smmlar(a2, m, round + (a2 >> 31))) >> e),
+ *   round = 2^(e-1) + zp * 2^e, e = -s in [1, TS_RQZ_MAX_RIGHT]
+ * (ts_rqz_apply's identity; a2 >> 31 is -[acc < 0], and adding it to SMMLAR's accumulator word is
+ * exact): one multiply instruction per output. ts_rq2_make needs ts_rqz_ok(shift).
+ */
+typedef struct {
+    int32_t multiplier;
+    int32_t round; /* 2^(e-1) + zp * 2^e */
+    int32_t sh;    /* e */
+} ts_rq2;
+
+static inline ts_rq2 ts_rq2_make(int32_t multiplier, int32_t shift, int32_t zp)
+{
+    ts_rq2 q;
+    q.multiplier = multiplier;
+    q.sh = -shift;
+    q.round = (int32_t)((1u << (uint32_t)(q.sh - 1)) + (uint32_t)zp * (1u << (uint32_t)q.sh));
+    return q;
+}
+
 /* clamp(x, lo, hi) for -128 <= lo <= hi <= 127 */
 static inline int32_t ts_clamp8(int32_t x, int32_t lo, int32_t hi)
 {

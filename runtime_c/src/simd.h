@@ -64,6 +64,14 @@ static inline int32_t ts_smlatt(int32_t x, int32_t y, int32_t acc)
     return __smlatt(x, y, acc);
 }
 
+/* acc + ((x * y + 2^31) >> 32): the 64-bit product's rounded high word (no ACLE intrinsic) */
+static inline int32_t ts_smmlar(int32_t x, int32_t y, int32_t acc)
+{
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(x), "r"(y), "r"(acc));
+    return r;
+}
+
 #elif defined(TS_EMULATE_DSP)
 #define TS_HAVE_DSP 1
 
@@ -121,6 +129,12 @@ static inline int32_t ts_smlabb(int32_t x, int32_t y, int32_t acc)
 static inline int32_t ts_smlatt(int32_t x, int32_t y, int32_t acc)
 {
     return (int32_t)((uint32_t)acc + (uint32_t)(ts_lane_hi(x) * ts_lane_hi(y)));
+}
+
+static inline int32_t ts_smmlar(int32_t x, int32_t y, int32_t acc)
+{
+    const uint64_t v = ((uint64_t)(uint32_t)acc << 32) + (uint64_t)((int64_t)x * y) + 0x80000000u;
+    return (int32_t)(uint32_t)(v >> 32);
 }
 
 #else

@@ -74,10 +74,11 @@ void ts_conv_s8(const ts_conv_params *params, const ts_channel_quant *quant, con
                 const int8_t *input, const ts_dims *filter_dims, const int8_t *filter, const int32_t *bias,
                 const ts_dims *output_dims, int8_t *output, void *scratch);
 
-/* ts_conv_s8 with the weights pre-widened for SMLAD (tinysplit/passes/weight_layout.py): int16, each
- * row of K = KH*KW*Cin/groups weights padded with zeros to Kp = (K + 3) & ~3, each group of four in
- * the order 0, 2, 1, 3; 4-byte aligned. Twice the weight flash, fewer instructions per MAC; the same
- * results. */
+/* ts_conv_s8 with the weights pre-widened for SMLAD (tinysplit/passes/weight_layout.py): int16, doubled
+ * (2w), each row of K = KH*KW*Cin/groups weights padded with zeros to Kp = (K + 3) & ~3, each group of
+ * four in the order 0, 2, 1, 3; per conv group, its rows in pairs (a zero row after an odd last one),
+ * each pair group by group, the first row's group then the second's; 4-byte aligned. Twice the weight
+ * flash, fewer instructions per MAC; the same results. */
 int32_t ts_conv_s8_wide_get_buffer_size(const ts_conv_params *params, const ts_dims *input_dims,
                                         const ts_dims *filter_dims, const ts_dims *output_dims);
 void ts_conv_s8_wide(const ts_conv_params *params, const ts_channel_quant *quant, const ts_dims *input_dims,
@@ -108,9 +109,10 @@ void ts_fully_connected_s8(const ts_fc_params *params, const ts_channel_quant *q
                            int32_t depth, int32_t units, const int8_t *input, const int8_t *filter,
                            const int32_t *bias, int8_t *output, void *scratch);
 
-/* ts_fully_connected_s8 with the weights pre-widened (tinysplit/passes/weight_layout.py): rows as for
- * ts_conv_s8_wide, padded with zero rows to a multiple of 4 and stored in blocks of 4 rows, each
- * group of the block's 4 rows one after the other; 4-byte aligned. */
+/* ts_fully_connected_s8 with the weights pre-widened (tinysplit/passes/weight_layout.py): int16, each
+ * row of depth weights padded with zeros to a multiple of 4, each group of four in the order 0, 2, 1, 3
+ * (not doubled); zero rows to a multiple of 4, stored in blocks of 4 rows, each group of the block's
+ * 4 rows one after the other; 4-byte aligned. */
 int32_t ts_fully_connected_s8_wide_get_buffer_size(const ts_fc_params *params, int32_t depth, int32_t units);
 void ts_fully_connected_s8_wide(const ts_fc_params *params, const ts_channel_quant *quant, int32_t batches,
                                 int32_t depth, int32_t units, const int8_t *input, const int16_t *filter,
