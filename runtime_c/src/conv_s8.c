@@ -250,6 +250,43 @@ static ts_priv_pair_rq *pair_rq(int8_t *scratch, conv_scratch layout, int32_t g)
     return (ts_priv_pair_rq *)(void *)(scratch + layout.table + g * layout.pair_table);
 }
 
+/* What every block of a conv_dsp call multiplies its columns with. */
+typedef struct {
+    ts_priv_pairs pairs;    /* pre-widened weights (pairs.w != NULL), for group `group` */
+    const int8_t *filter;   /* int8 weights */
+    const ts_priv_rq_row *rq_rows;
+    int32_t group, rows, K, Kc, cout;
+    int8_t *scratch;
+    conv_scratch layout;
+    const int16_t *wide_filter;
+    int fused;
+    const ts_conv_params *params;
+    const ts_channel_quant *quant;
+    const int32_t *bias;
+} conv_weights;
+
+/* Group g's rows against the block's `valid` columns, into out (the block's first pixel, row 0 of g). */
+static void block_matmul(conv_weights *cw, int32_t g, const int16_t *cols, int32_t valid, int8_t *out)
+{
+    const int32_t m0 = g * cw->rows;
+    const int32_t *bias = cw->bias != NULL ? cw->bias + m0 : NULL;
+    if (cw->wide_filter == NULL) {
+        ts_priv_mat_mult_cols(cw->filter + m0 * cw->K, cw->rows, cw->K, cw->Kc, cols, valid, bias,
+                              cw->fused ? cw->rq_rows + m0 : NULL, cw->quant->multiplier + m0, cw->quant->shift + m0,
+                              cw->params->output_offset, cw->params->act_min, cw->params->act_max, out, cw->cout);
+        return;
+    }
+    if (g != cw->group) {
+        cw->group = g;
+        cw->pairs.w = cw->wide_filter + g * ((cw->rows + 1) >> 1) * 2 * cw->Kc;
+        cw->pairs.rq = cw->fused ? pair_rq(cw->scratch, cw->layout, g) : NULL;
+        cw->pairs.bias = bias;
+        cw->pairs.multiplier = cw->quant->multiplier + m0;
+        cw->pairs.shift = cw->quant->shift + m0;
+    }
+    ts_priv_mat_mult_pairs_wide(&cw->pairs, cols, valid, out);
+}
+
 /* im2col of a block of ncols output pixels (the last block padded with zero columns), then every
  * output channel of the group against them: 4 pixels against one int8 weight row at a time, or
  * 2 pixels against a pair of pre-widened rows (mat_mult_s8.h). */
@@ -265,29 +302,60 @@ static void conv_dsp(const ts_conv_params *params, const ts_channel_quant *quant
     int8_t *patch = (filter_dims->c & 3) != 0 ? base + layout.patch : NULL;
     const int32_t ncols = layout.ncols, Kc = layout.Kc;
     const int32_t groups = params->groups > 0 ? params->groups : 1;
-    const int32_t cout = output_dims->c;
+    const int32_t cout = output_dims->c, cin = input_dims->c;
     const int32_t rows = cout / groups;
-    const int32_t K = filter_dims->h * filter_dims->w * filter_dims->c;
     const int32_t npix = output_dims->h * output_dims->w;
-    const int32_t pairs = (rows + 1) >> 1;
-    ts_priv_rq_row *rq_rows = (ts_priv_rq_row *)(void *)(base + layout.table);
-    /* a 1x1 window at stride 1 without padding: output pixel i's column is input pixel i */
-    const int pointwise = filter_dims->h == 1 && filter_dims->w == 1 && params->stride.h == 1 &&
-                          params->stride.w == 1 && params->pad.top == 0 && params->pad.left == 0 &&
-                          params->pad.bottom == 0 && params->pad.right == 0 && groups == 1 && patch == NULL;
     const int32_t off2 = ts_dup16(params->input_offset);
-    int fused = 1;
+    conv_weights cw;
     int32_t b, p, g, j;
+    cw.filter = filter;
+    cw.wide_filter = wide_filter;
+    cw.rq_rows = (const ts_priv_rq_row *)(void *)(base + layout.table);
+    cw.group = -1;
+    cw.rows = rows;
+    cw.K = filter_dims->h * filter_dims->w * filter_dims->c;
+    cw.Kc = Kc;
+    cw.cout = cout;
+    cw.scratch = base;
+    cw.layout = layout;
+    cw.params = params;
+    cw.quant = quant;
+    cw.bias = bias;
+    cw.fused = 1;
     if (wide) {
         for (g = 0; g < groups; ++g) {
-            fused &= ts_priv_pair_rqs(rows, Kc, bias != NULL ? bias + g * rows : NULL, quant->multiplier + g * rows,
-                                      quant->shift + g * rows, params->output_offset, pair_rq(base, layout, g));
+            cw.fused &= ts_priv_pair_rqs(rows, Kc, bias != NULL ? bias + g * rows : NULL,
+                                         quant->multiplier + g * rows, quant->shift + g * rows, params->output_offset,
+                                         pair_rq(base, layout, g));
         }
+        cw.pairs.col_bytes = 2 * TS_MM_PAIR_COLS * Kc;
+        cw.pairs.rows = rows;
+        cw.pairs.Kc = Kc;
+        cw.pairs.output_offset = params->output_offset;
+        cw.pairs.act_min = params->act_min;
+        cw.pairs.act_max = params->act_max;
+        cw.pairs.out_stride = cout;
+        cw.pairs.sink = base + layout.sink;
     } else {
-        fused = ts_priv_rq_rows(cout, quant->multiplier, quant->shift, params->output_offset, rq_rows);
+        cw.fused = ts_priv_rq_rows(cout, quant->multiplier, quant->shift, params->output_offset,
+                                   (ts_priv_rq_row *)(void *)(base + layout.table));
+    }
+    if (filter_dims->h == 1 && filter_dims->w == 1 && params->stride.h == 1 && params->stride.w == 1 &&
+        params->pad.top == 0 && params->pad.left == 0 && params->pad.bottom == 0 && params->pad.right == 0 &&
+        groups == 1 && patch == NULL) {
+        /* a 1x1 window at stride 1 without padding: the columns are the input pixels, of every batch */
+        const int32_t total = input_dims->n * npix;
+        for (p = 0; p < total; p += ncols) {
+            const int32_t valid = total - p < ncols ? total - p : ncols;
+            for (j = 0; j < ncols; ++j) {
+                col_tap4(cols + 4 * j, j < valid ? input + (p + j) * cin : NULL, cin >> 2, off2, ncols);
+            }
+            block_matmul(&cw, 0, cols, valid, output + p * cout);
+        }
+        return;
     }
     for (b = 0; b < input_dims->n; ++b) {
-        const int8_t *batch_input = input + b * input_dims->h * input_dims->w * input_dims->c;
+        const int8_t *batch_input = input + b * input_dims->h * input_dims->w * cin;
         int8_t *batch_output = output + b * npix * cout;
         int32_t oh = 0, ow = 0;
         for (p = 0; p < npix; p += ncols) {
@@ -302,12 +370,8 @@ static void conv_dsp(const ts_conv_params *params, const ts_channel_quant *quant
                 }
             }
             for (g = 0; g < groups; ++g) {
-                const int32_t m0 = g * rows;
-                int8_t *out = batch_output + p * cout + m0;
                 for (j = 0; j < ncols; ++j) {
-                    if (j < valid && pointwise) {
-                        col_tap4(cols + 4 * j, batch_input + (p + j) * input_dims->c, input_dims->c >> 2, off2, ncols);
-                    } else if (j < valid && patch == NULL) {
+                    if (j < valid && patch == NULL) {
                         im2col_pixel4(params, input_dims, batch_input + g * filter_dims->c, filter_dims, ohs[j],
                                       ows[j], cols, j, ncols);
                     } else if (j < valid) {
@@ -317,16 +381,7 @@ static void conv_dsp(const ts_conv_params *params, const ts_channel_quant *quant
                         col_tap4(cols + 4 * j, NULL, Kc >> 2, 0, ncols);
                     }
                 }
-                if (wide) {
-                    ts_priv_mat_mult_pairs_wide(wide_filter + g * pairs * 2 * Kc, rows, Kc, cols, valid,
-                                                bias != NULL ? bias + m0 : NULL, fused ? pair_rq(base, layout, g) : NULL,
-                                                quant->multiplier + m0, quant->shift + m0, params->output_offset,
-                                                params->act_min, params->act_max, out, cout, base + layout.sink);
-                } else {
-                    ts_priv_mat_mult_cols(filter + m0 * K, rows, K, Kc, cols, valid, bias != NULL ? bias + m0 : NULL,
-                                          fused ? rq_rows + m0 : NULL, quant->multiplier + m0, quant->shift + m0,
-                                          params->output_offset, params->act_min, params->act_max, out, cout);
-                }
+                block_matmul(&cw, g, cols, valid, batch_output + p * cout + g * rows);
             }
         }
     }

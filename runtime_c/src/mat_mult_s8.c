@@ -562,16 +562,8 @@ static void pairs_fused(const int16_t *w, int32_t pairs, int32_t Kc, const int16
  * and is entered part-way (Duff's device) for the groups % 16 of the first pass, so no register is
  * left for a counter: a pass ends when the column pointer reaches cols_end, the pair loop at the
  * table's zero entry. */
-typedef struct {
-    const int16_t *w;          /* 0: the first pair's weights */
-    const ts_priv_pair_rq *rq; /* 4 */
-    int8_t *out;               /* 8: row 0 of column 0 */
-    int32_t out1;              /* 12: column 1's outputs minus column 0's, in bytes */
-    const int16_t *cols;       /* 16 */
-    const int16_t *cols_end;   /* 20: cols + 2 * Kc */
-} pairs_asm_args;
-
-void ts_priv_pairs_fused_asm(const pairs_asm_args *a);
+/* out: row 0 of column 0; out1: column 1's outputs minus column 0's, in bytes */
+void ts_priv_pairs_fused_asm(const ts_priv_pairs *layer, const int16_t *cols, int8_t *out, int32_t out1);
 
 /* One group: both rows' weights (r4-r7) and both columns' values (r8-r11), 8 SMLADs into r0-r3 =
  * (row 0, column 0), (row 0, column 1), (row 1, column 0), (row 1, column 1); 40 bytes of code. */
@@ -623,12 +615,11 @@ __asm__(".syntax unified\n\t"
         "ts_priv_pairs_fused_asm:\n\t"
         "push    {r4-r11, lr}\n\t"
         "sub     sp, #28\n\t"
-        "ldr     ip, [r0]\n\t"
-        "ldr     lr, [r0, #4]\n\t"
-        "ldrd    r2, r3, [r0, #8]\n\t"
-        "ldrd    r4, r5, [r0, #16]\n\t"
+        "ldr     ip, [r0]\n\t"      /* w */
+        "ldrd    lr, r4, [r0, #4]\n\t" /* rq, col_bytes */
+        "add     r5, r1, r4\n\t"    /* cols_end */
         "strd    r2, r3, [sp, #4]\n\t"
-        "strd    r4, r5, [sp, #12]\n\t"
+        "strd    r1, r5, [sp, #12]\n\t"
         "ldmia   lr!, {r0-r3, r6}\n\t" /* the first pair's accumulators and dot entry */
         "str     lr, [sp]\n\t"
         "ldr     lr, [sp, #12]\n\t"
@@ -709,37 +700,34 @@ static void pairs_generic(const int16_t *w, int32_t rows, int32_t Kc, const int1
     }
 }
 
-void ts_priv_mat_mult_pairs_wide(const int16_t *w, int32_t rows, int32_t Kc, const int16_t *cols, int32_t valid,
-                                 const int32_t *bias, const ts_priv_pair_rq *rq, const int32_t *multiplier,
-                                 const int32_t *shift, int32_t output_offset, int32_t act_min, int32_t act_max,
-                                 int8_t *out, int32_t out_stride, int8_t *sink)
+void ts_priv_mat_mult_pairs_wide(const ts_priv_pairs *layer, const int16_t *cols, int32_t valid, int8_t *out)
 {
-    const int32_t pairs = rows >> 1;
-    int8_t *out1 = valid == TS_MM_PAIR_COLS ? out + out_stride : sink;
-    if (rq == NULL) {
-        pairs_generic(w, rows, Kc, cols, valid, bias, multiplier, shift, output_offset, act_min, act_max, out,
-                      out_stride);
+    const ts_priv_pairs *L = layer;
+    const int32_t pairs = L->rows >> 1;
+    int8_t *out1 = valid == TS_MM_PAIR_COLS ? out + L->out_stride : L->sink;
+    if (L->rq == NULL) {
+        pairs_generic(L->w, L->rows, L->Kc, cols, valid, L->bias, L->multiplier, L->shift, L->output_offset,
+                      L->act_min, L->act_max, out, L->out_stride);
         return;
     }
     if (pairs > 0) {
 #if TS_DSP_ASM
-        const pairs_asm_args a = {w, rq, out, (int32_t)((uintptr_t)out1 - (uintptr_t)out), cols, cols + 2 * Kc};
-        ts_priv_pairs_fused_asm(&a);
-        if (act_min != TS_INT8_MIN || act_max != TS_INT8_MAX) {
-            clamp_s8(out, 2 * pairs, act_min, act_max);
-            clamp_s8(out1, 2 * pairs, act_min, act_max);
+        ts_priv_pairs_fused_asm(L, cols, out, (int32_t)((uintptr_t)out1 - (uintptr_t)out));
+        if (L->act_min != TS_INT8_MIN || L->act_max != TS_INT8_MAX) {
+            clamp_s8(out, 2 * pairs, L->act_min, L->act_max);
+            clamp_s8(out1, 2 * pairs, L->act_min, L->act_max);
         }
 #else
-        pairs_fused(w, pairs, Kc, cols, rq, out, out1, act_min, act_max);
+        pairs_fused(L->w, pairs, L->Kc, cols, L->rq, out, out1, L->act_min, L->act_max);
 #endif
     }
-    if (rows & 1) {
+    if (L->rows & 1) {
         /* the last row, paired with a zero row */
         int8_t col0[2], col1[2];
-        pairs_fused(w + pairs * 2 * Kc, 1, Kc, cols, rq + pairs, col0, col1, act_min, act_max);
+        pairs_fused(L->w + pairs * 2 * L->Kc, 1, L->Kc, cols, L->rq + pairs, col0, col1, L->act_min, L->act_max);
         out[2 * pairs] = col0[0];
         if (valid == TS_MM_PAIR_COLS) {
-            out[out_stride + 2 * pairs] = col1[0];
+            out[L->out_stride + 2 * pairs] = col1[0];
         }
     }
 }

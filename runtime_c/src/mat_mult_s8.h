@@ -84,13 +84,21 @@ typedef struct {
 int ts_priv_pair_rqs(int32_t rows, int32_t Kc, const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
                      int32_t output_offset, ts_priv_pair_rq *rq);
 
-/* For rows m < rows and columns j < valid (1 or 2): out[j * out_stride + m] = the conv output.
- * rq from ts_priv_pair_rqs, or NULL; sink: 2 * ceil(rows / 2) bytes of scratch that an absent
- * second column is written to. */
-void ts_priv_mat_mult_pairs_wide(const int16_t *w, int32_t rows, int32_t Kc, const int16_t *cols, int32_t valid,
-                                 const int32_t *bias, const ts_priv_pair_rq *rq, const int32_t *multiplier,
-                                 const int32_t *shift, int32_t output_offset, int32_t act_min, int32_t act_max,
-                                 int8_t *out, int32_t out_stride, int8_t *sink);
+/* One conv group's rows, the same for every pair of columns (read by the assembly: keep the first
+ * three fields first). */
+typedef struct {
+    const int16_t *w;          /* the group's pre-widened weights */
+    const ts_priv_pair_rq *rq; /* from ts_priv_pair_rqs, or NULL: one output at a time */
+    int32_t col_bytes;         /* 2 * TS_MM_PAIR_COLS * Kc: a pair of columns */
+    int32_t rows, Kc;
+    const int32_t *bias, *multiplier, *shift; /* the group's */
+    int32_t output_offset, act_min, act_max;
+    int32_t out_stride; /* from one pixel's outputs to the next's */
+    int8_t *sink;       /* 2 * ceil(rows / 2) bytes of scratch that an absent second column goes to */
+} ts_priv_pairs;
+
+/* For rows m < rows and columns j < valid (1 or 2): out[j * out_stride + m] = the conv output. */
+void ts_priv_mat_mult_pairs_wide(const ts_priv_pairs *layer, const int16_t *cols, int32_t valid, int8_t *out);
 
 /* ts_priv_mat_mult_col with the weights pre-widened: rows as above, the rows padded to a multiple of 4
  * and stored in blocks of 4 with the 4 rows' groups one after the other; the column holds Kc values. */
