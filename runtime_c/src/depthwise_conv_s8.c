@@ -198,10 +198,8 @@ static int32_t dw_dsp(const ts_conv_params *params, const ts_channel_quant *quan
  * output j reads v2j, v2j+1, v2j+2: out_j += smlad((v2j, v2j+1), a) + v2j+2 * b.hi (five words).
  *
  * The weights are doubled and so are the accumulators (|acc| < 2^30: dw_ctx_make bounds the bias),
- * so the requantization (right shift e >= 1, ts_rqz_ok) is SMMLAR's rounded high word:
- *   high_mul(acc, m) = (acc * m + 2^30) >> 31 = (2 acc * m + 2^31) >> 32
+ * so the requantization (right shift e >= 1, ts_rqz_ok) is ts_rq2's (requantize.h), one SMMLAR:
  *   out = (smmlar(2 acc, m, 2^(e-1) + zp * 2^e) - [acc < 0]) >> e     (then the int8 clamp)
- * which is ts_rqz_apply's identity: rdiv_pot(h, e) + zp = floor((h + 2^(e-1) - [acc < 0]) / 2^e) + zp.
  * A channel outside these bounds (a left shift, a huge bias) runs in plain C. With TS_DSP_ASM a
  * whole channel (its columns, steps of four and last one to three outputs) is one asm loop,
  * dw_channel_asm1 or 2 (the stride), when the clamp is SSAT alone; dw_column is their C version
@@ -223,19 +221,6 @@ static inline int32_t dw_smlatb(int32_t x, int32_t y, int32_t acc)
 {
     return __smlatb(x, y, acc);
 }
-
-/* acc + ((x * y + 2^31) >> 32), the 64-bit product's rounded high word */
-static inline int32_t dw_smmlar(int32_t x, int32_t y, int32_t acc)
-{
-    int32_t r;
-    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(x), "r"(y), "r"(acc));
-    return r;
-}
-
-static inline int32_t dw_ssat8(int32_t x)
-{
-    return __ssat(x, 8);
-}
 #else /* TS_EMULATE_DSP */
 static inline int32_t dw_smlabt(int32_t x, int32_t y, int32_t acc)
 {
@@ -245,17 +230,6 @@ static inline int32_t dw_smlabt(int32_t x, int32_t y, int32_t acc)
 static inline int32_t dw_smlatb(int32_t x, int32_t y, int32_t acc)
 {
     return (int32_t)((uint32_t)acc + (uint32_t)(ts_lane_hi(x) * ts_lane_lo(y)));
-}
-
-static inline int32_t dw_smmlar(int32_t x, int32_t y, int32_t acc)
-{
-    const uint64_t v = ((uint64_t)(uint32_t)acc << 32) + (uint64_t)((int64_t)x * y) + 0x80000000u;
-    return (int32_t)(uint32_t)(v >> 32);
-}
-
-static inline int32_t dw_ssat8(int32_t x)
-{
-    return ts_clamp(x, TS_INT8_MIN, TS_INT8_MAX);
 }
 #endif
 
@@ -289,7 +263,7 @@ typedef struct {
 
 static inline int32_t dw_requant(const dw_ctx *k, int32_t acc2)
 {
-    return (dw_smmlar(acc2, k->multiplier, k->round) + (acc2 >> 31)) >> k->sh;
+    return ts_smmlar(acc2, k->multiplier, k->round + (acc2 >> 31)) >> k->sh;
 }
 
 /* Copies input channel c (x points at it) into plane a, and channel c + 1 into plane b when b is not
@@ -651,7 +625,7 @@ static TS_NOINLINE void dw_column(const int16_t *p0, const int16_t *p1, const in
             cnt = 1;
         }
         for (j = 0; j < cnt; ++j) {
-            int32_t r = dw_ssat8(dw_requant(k, acc[j]));
+            int32_t r = ts_sat8(dw_requant(k, acc[j]));
             if (!full) {
                 r = ts_clamp(r, k->act_min, k->act_max);
             }
@@ -688,9 +662,12 @@ static TS_NOINLINE int dw_ctx_make(const ts_conv_params *params, const ts_channe
     k->wq[4] = dw_pack(2 * w2, 2 * w5);
     k->wq[5] = dw_pack(2 * w5, 2 * w8);
     k->bias2 = 2 * (b + params->input_offset * sum);
-    k->multiplier = quant->multiplier[c];
-    k->sh = e;
-    k->round = (int32_t)((1u << (uint32_t)(e - 1)) + (uint32_t)params->output_offset * (1u << (uint32_t)e));
+    {
+        const ts_rq2 q = ts_rq2_make(quant->multiplier[c], quant->shift[c], params->output_offset);
+        k->multiplier = q.multiplier;
+        k->round = q.round;
+        k->sh = q.sh;
+    }
     return 1;
 }
 
