@@ -145,6 +145,9 @@ CONV_CASES = [
     ConvCase("wide_1row", (1, 1, 13, 12), 9, (1, 3), pads=(0, 1, 0, 1)),
     ConvCase("left_shift", (1, 4, 4, 4), 6, (3, 3), pads=(1, 1, 1, 1), tiny=True),
     ConvCase("cin16_s2", (1, 8, 8, 16), 24, (3, 3), strides=(2, 2), pads=(1, 1, 1, 1), act=(0.0, INF)),
+    # the pre-widened kernel's dot loop: one pass of exactly 16 groups, then 17 (two passes)
+    ConvCase("k64_one_pass", (1, 3, 3, 64), 6, (1, 1)),
+    ConvCase("k68_two_passes", (2, 3, 1, 68), 5, (1, 1), act=(0.0, INF)),
 ]
 
 

@@ -557,11 +557,11 @@ static void pairs_fused(const int16_t *w, int32_t pairs, int32_t Kc, const int16
 }
 
 #if TS_DSP_ASM
-/* pairs_fused for the full int8 range (the clamp is SSAT alone), as assembly: in C, GCC spills the
- * pair loop's pointers around the 14 registers of the dot loop. The dot loop runs 16 groups per pass
- * and is entered part-way (Duff's device) for the groups % 16 of the first pass, so no register is
- * left for a counter: a pass ends when the column pointer reaches cols_end, the pair loop at the
- * table's zero entry. */
+/* pairs_fused without the clamp, as assembly: in C, GCC spills the pair loop's pointers around the
+ * 14 registers of the dot loop. The dot loop runs 16 groups per pass and is entered part-way (Duff's
+ * device) for the groups % 16 of the first pass, so no register is left for a counter: a pass ends
+ * when the column pointer reaches cols_end, the pair loop at the table's zero entry. Up to 16 groups
+ * (K <= 64) take a copy of the 16 groups without the end test. */
 /* out: row 0 of column 0; out1: column 1's outputs minus column 0's, in bytes */
 void ts_priv_pairs_fused_asm(const ts_priv_pairs *layer, const int16_t *cols, int8_t *out, int32_t out1);
 
@@ -597,14 +597,17 @@ __asm__(".syntax unified\n\t"
         ".type   ts_priv_pairs_dot_entry, %function\n\t"
         ".thumb_func\n"
         "ts_priv_pairs_dot_entry:\n\t"
-        /* the loop + (15 - (groups - 1) % 16) groups */
+        /* up to 16 groups: the single pass, 16 - groups groups in; more: the loop, (15 - (groups - 1) % 16)
+         * groups in */
+        "cmp     r0, #16\n\t"
+        "ite     le\n\t"
+        "adrle   r1, .Lts_pairs_once\n\t"
+        "adrgt   r1, .Lts_pairs_dot\n\t"
         "sub     r0, r0, #1\n\t"
         "and     r0, r0, #15\n\t"
         "rsb     r0, r0, #15\n\t"
-        "mov     r1, #40\n\t"
-        "mul     r0, r0, r1\n\t"
-        "adr     r1, .Lts_pairs_dot\n\t"
-        "add     r0, r0, r1\n\t"
+        "mov     r2, #40\n\t"
+        "mla     r0, r0, r2, r1\n\t"
         "orr     r0, r0, #1\n\t"
         "bx      lr\n\t"
         ".size   ts_priv_pairs_dot_entry, . - ts_priv_pairs_dot_entry\n\t"
@@ -634,6 +637,14 @@ __asm__(".syntax unified\n\t"
         "ldr     r4, [sp, #16]\n\t"
         "cmp     lr, r4\n\t"
         "bne     .Lts_pairs_dot\n\t"
+        "b       .Lts_pairs_rq\n\t"
+        /* the same 16 groups for a single pass: no end test (the usual case, K <= 64) */
+        ".Lts_pairs_once:\n\t"
+        TS_PAIR_GROUP4 TS_PAIR_GROUP4 TS_PAIR_GROUP4 TS_PAIR_GROUP4
+        ".Lts_pairs_rq:\n\t"
+        ".if .Lts_pairs_rq - .Lts_pairs_once != 640\n\t"
+        ".error \"a group must be 40 bytes: ts_priv_pairs_dot_entry counts on it\"\n\t"
+        ".endif\n\t"
         "ldr     lr, [sp]\n\t"
         "ldmia   lr!, {r4-r9}\n\t"
         TS_PAIR_RQ("r0", "r4", "r5", "r6")
