@@ -402,10 +402,12 @@ static inline int32_t wide_weight(const int16_t *wide_filter, int32_t K, int32_t
     return pair[(k >> 2) * 8 + (r & 1) * 4 + order[k & 3]] / 2;
 }
 
-static void conv_portable(const ts_conv_params *params, const ts_channel_quant *quant, const ts_dims *input_dims,
-                          const int8_t *input, const ts_dims *filter_dims, const int8_t *filter,
-                          const int16_t *wide_filter, const int32_t *bias, const ts_dims *output_dims,
-                          int8_t *output)
+/* `wide` (a constant in each caller) keeps the pre-widened weights' indexing out of the int8 loop */
+static TS_ALWAYS_INLINE void conv_portable_loop(const ts_conv_params *params, const ts_channel_quant *quant,
+                                                const ts_dims *input_dims, const int8_t *input,
+                                                const ts_dims *filter_dims, const int8_t *filter,
+                                                const int16_t *wide_filter, const int32_t *bias,
+                                                const ts_dims *output_dims, int8_t *output, int wide)
 {
     const int32_t groups = params->groups > 0 ? params->groups : 1;
     const int32_t cin = input_dims->c, cg = filter_dims->c;
@@ -438,7 +440,7 @@ static void conv_portable(const ts_conv_params *params, const ts_channel_quant *
                                 continue;
                             }
                             x = batch_input + (ih * input_dims->w + iw) * cin + g * cg;
-                            if (wide_filter == NULL) {
+                            if (!wide) {
                                 const int8_t *w = filter + oc * K + k0;
                                 for (c = 0; c < cg; ++c) {
                                     acc += (x[c] + off) * w[c];
@@ -455,6 +457,19 @@ static void conv_portable(const ts_conv_params *params, const ts_channel_quant *
                 }
             }
         }
+    }
+}
+
+static void conv_portable(const ts_conv_params *params, const ts_channel_quant *quant, const ts_dims *input_dims,
+                          const int8_t *input, const ts_dims *filter_dims, const int8_t *filter,
+                          const int16_t *wide_filter, const int32_t *bias, const ts_dims *output_dims,
+                          int8_t *output)
+{
+    if (wide_filter != NULL) {
+        conv_portable_loop(params, quant, input_dims, input, filter_dims, NULL, wide_filter, bias, output_dims, output,
+                           1);
+    } else {
+        conv_portable_loop(params, quant, input_dims, input, filter_dims, filter, NULL, bias, output_dims, output, 0);
     }
 }
 
