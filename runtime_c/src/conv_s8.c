@@ -266,11 +266,12 @@ typedef struct {
 } conv_weights;
 
 /* Group g's rows against the block's `valid` columns, into out (the block's first pixel, row 0 of g). */
-static void block_matmul(conv_weights *cw, int32_t g, const int16_t *cols, int32_t valid, int8_t *out)
+static TS_ALWAYS_INLINE void block_matmul(conv_weights *cw, int wide, int32_t g, const int16_t *cols, int32_t valid,
+                                          int8_t *out)
 {
     const int32_t m0 = g * cw->rows;
     const int32_t *bias = cw->bias != NULL ? cw->bias + m0 : NULL;
-    if (cw->wide_filter == NULL) {
+    if (!wide) {
         ts_priv_mat_mult_cols(cw->filter + m0 * cw->K, cw->rows, cw->K, cw->Kc, cols, valid, bias,
                               cw->fused ? cw->rq_rows + m0 : NULL, cw->quant->multiplier + m0, cw->quant->shift + m0,
                               cw->params->output_offset, cw->params->act_min, cw->params->act_max, out, cw->cout);
@@ -289,13 +290,13 @@ static void block_matmul(conv_weights *cw, int32_t g, const int16_t *cols, int32
 
 /* im2col of a block of ncols output pixels (the last block padded with zero columns), then every
  * output channel of the group against them: 4 pixels against one int8 weight row at a time, or
- * 2 pixels against a pair of pre-widened rows (mat_mult_s8.h). */
-static void conv_dsp(const ts_conv_params *params, const ts_channel_quant *quant, const ts_dims *input_dims,
-                     const int8_t *input, const ts_dims *filter_dims, const int8_t *filter,
-                     const int16_t *wide_filter, const int32_t *bias, const ts_dims *output_dims, int8_t *output,
-                     void *scratch)
+ * 2 pixels against a pair of pre-widened rows (mat_mult_s8.h). `wide` is a constant in each caller,
+ * so that a build links only the matrix multiplication it uses. */
+static TS_ALWAYS_INLINE void conv_dsp(const ts_conv_params *params, const ts_channel_quant *quant,
+                                      const ts_dims *input_dims, const int8_t *input, const ts_dims *filter_dims,
+                                      const int8_t *filter, const int16_t *wide_filter, const int32_t *bias,
+                                      const ts_dims *output_dims, int8_t *output, void *scratch, int wide)
 {
-    const int wide = wide_filter != NULL;
     const conv_scratch layout = conv_scratch_layout(params, filter_dims, wide);
     int8_t *base = (int8_t *)scratch;
     int16_t *cols = (int16_t *)(void *)(base + layout.cols);
@@ -350,7 +351,7 @@ static void conv_dsp(const ts_conv_params *params, const ts_channel_quant *quant
             for (j = 0; j < ncols; ++j) {
                 col_tap4(cols + 4 * j, j < valid ? input + (p + j) * cin : NULL, cin >> 2, off2, ncols);
             }
-            block_matmul(&cw, 0, cols, valid, output + p * cout);
+            block_matmul(&cw, wide, 0, cols, valid, output + p * cout);
         }
         return;
     }
@@ -381,7 +382,7 @@ static void conv_dsp(const ts_conv_params *params, const ts_channel_quant *quant
                         col_tap4(cols + 4 * j, NULL, Kc >> 2, 0, ncols);
                     }
                 }
-                block_matmul(&cw, g, cols, valid, batch_output + p * cout + g * rows);
+                block_matmul(&cw, wide, g, cols, valid, batch_output + p * cout + g * rows);
             }
         }
     }
@@ -460,12 +461,21 @@ static TS_ALWAYS_INLINE void conv_portable_loop(const ts_conv_params *params, co
     }
 }
 
-static void conv_portable(const ts_conv_params *params, const ts_channel_quant *quant, const ts_dims *input_dims,
-                          const int8_t *input, const ts_dims *filter_dims, const int8_t *filter,
-                          const int16_t *wide_filter, const int32_t *bias, const ts_dims *output_dims,
-                          int8_t *output)
+static TS_ALWAYS_INLINE void conv(const ts_conv_params *params, const ts_channel_quant *quant,
+                                  const ts_dims *input_dims, const int8_t *input, const ts_dims *filter_dims,
+                                  const int8_t *filter, const int16_t *wide_filter, const int32_t *bias,
+                                  const ts_dims *output_dims, int8_t *output, void *scratch, int wide)
 {
-    if (wide_filter != NULL) {
+#if TS_HAVE_DSP
+    if (scratch != NULL && ((uintptr_t)scratch & 3u) == 0) {
+        conv_dsp(params, quant, input_dims, input, filter_dims, filter, wide_filter, bias, output_dims, output,
+                 scratch, wide);
+        return;
+    }
+#else
+    (void)scratch;
+#endif
+    if (wide) {
         conv_portable_loop(params, quant, input_dims, input, filter_dims, NULL, wide_filter, bias, output_dims, output,
                            1);
     } else {
@@ -473,27 +483,11 @@ static void conv_portable(const ts_conv_params *params, const ts_channel_quant *
     }
 }
 
-static void conv(const ts_conv_params *params, const ts_channel_quant *quant, const ts_dims *input_dims,
-                 const int8_t *input, const ts_dims *filter_dims, const int8_t *filter, const int16_t *wide_filter,
-                 const int32_t *bias, const ts_dims *output_dims, int8_t *output, void *scratch)
-{
-#if TS_HAVE_DSP
-    if (scratch != NULL && ((uintptr_t)scratch & 3u) == 0) {
-        conv_dsp(params, quant, input_dims, input, filter_dims, filter, wide_filter, bias, output_dims, output,
-                 scratch);
-        return;
-    }
-#else
-    (void)scratch;
-#endif
-    conv_portable(params, quant, input_dims, input, filter_dims, filter, wide_filter, bias, output_dims, output);
-}
-
 void ts_conv_s8(const ts_conv_params *params, const ts_channel_quant *quant, const ts_dims *input_dims,
                 const int8_t *input, const ts_dims *filter_dims, const int8_t *filter, const int32_t *bias,
                 const ts_dims *output_dims, int8_t *output, void *scratch)
 {
-    conv(params, quant, input_dims, input, filter_dims, filter, NULL, bias, output_dims, output, scratch);
+    conv(params, quant, input_dims, input, filter_dims, filter, NULL, bias, output_dims, output, scratch, 0);
 }
 
 int32_t ts_conv_s8_wide_get_buffer_size(const ts_conv_params *params, const ts_dims *input_dims,
@@ -508,5 +502,5 @@ void ts_conv_s8_wide(const ts_conv_params *params, const ts_channel_quant *quant
                      const int8_t *input, const ts_dims *filter_dims, const int16_t *filter, const int32_t *bias,
                      const ts_dims *output_dims, int8_t *output, void *scratch)
 {
-    conv(params, quant, input_dims, input, filter_dims, NULL, filter, bias, output_dims, output, scratch);
+    conv(params, quant, input_dims, input, filter_dims, NULL, filter, bias, output_dims, output, scratch, 1);
 }
