@@ -109,16 +109,6 @@ int ts_priv_rq_rows(int32_t rows, const int32_t *multiplier, const int32_t *shif
     } while (0)
 #endif
 
-/* One group's 8 SMLADs in C: the weight pairs (w0, w2) and (w1, w3) against the 4 columns. */
-static TS_ALWAYS_INLINE void mac_group(int32_t pe, int32_t po, const int16_t *x, int32_t *a0, int32_t *a1,
-                                       int32_t *a2, int32_t *a3)
-{
-    *a0 = ts_smlad(po, ts_load32(x + 2), ts_smlad(pe, ts_load32(x), *a0));
-    *a1 = ts_smlad(po, ts_load32(x + 6), ts_smlad(pe, ts_load32(x + 4), *a1));
-    *a2 = ts_smlad(po, ts_load32(x + 10), ts_smlad(pe, ts_load32(x + 8), *a2));
-    *a3 = ts_smlad(po, ts_load32(x + 14), ts_smlad(pe, ts_load32(x + 12), *a3));
-}
-
 /* One weight row against TS_MM_COLS = 4 columns, `groups` groups of 4 values, into a0..a3. */
 static TS_ALWAYS_INLINE void dot_1x4(const int8_t *w, const int16_t *x, int32_t groups, int32_t *acc0, int32_t *acc1,
                                      int32_t *acc2, int32_t *acc3)
@@ -135,8 +125,12 @@ static TS_ALWAYS_INLINE void dot_1x4(const int8_t *w, const int16_t *x, int32_t 
     }
 #else
     for (; groups > 0; --groups, w += 4, x += 16) {
-        const int32_t p = ts_load32(w);
-        mac_group(ts_sxtb16(p), ts_sxtb16_ror8(p), x, &a0, &a1, &a2, &a3);
+        /* the weight pairs (w0, w2) and (w1, w3) against the 4 columns */
+        const int32_t p = ts_load32(w), pe = ts_sxtb16(p), po = ts_sxtb16_ror8(p);
+        a0 = ts_smlad(po, ts_load32(x + 2), ts_smlad(pe, ts_load32(x), a0));
+        a1 = ts_smlad(po, ts_load32(x + 6), ts_smlad(pe, ts_load32(x + 4), a1));
+        a2 = ts_smlad(po, ts_load32(x + 10), ts_smlad(pe, ts_load32(x + 8), a2));
+        a3 = ts_smlad(po, ts_load32(x + 14), ts_smlad(pe, ts_load32(x + 12), a3));
     }
 #endif
     *acc0 = a0;
@@ -580,6 +574,17 @@ void ts_priv_pairs_fused_asm(const ts_priv_pairs *layer, const int16_t *cols, in
     "smlad   r3, r7, r11, r3\n\t"
 #define TS_PAIR_GROUP4 TS_PAIR_GROUP TS_PAIR_GROUP TS_PAIR_GROUP TS_PAIR_GROUP
 
+/* The assembler checks that 16 groups are 640 bytes (every instruction of a group has a 32-bit
+ * encoding); clang's integrated assembler cannot evaluate the check, GNU as does. */
+#if defined(__clang__)
+#define TS_PAIRS_640(SIZE)
+#else
+#define TS_PAIRS_640(SIZE)                                                                          \
+    ".if " SIZE " != 640\n\t"                                                                       \
+    ".error \"a group must be 40 bytes: ts_priv_pairs_dot_entry counts on it\"\n\t"                \
+    ".endif\n\t"
+#endif
+
 /* acc A (r0..r3) -> int8 with multiplier M, round R, shift SH (ts_rq2); r10 scratch */
 #define TS_PAIR_RQ(A, M, R, SH)                                                                     \
     "add     r10, " R ", " A ", asr #31\n\t"                                                        \
@@ -631,9 +636,7 @@ __asm__(".syntax unified\n\t"
         ".Lts_pairs_dot:\n\t"
         TS_PAIR_GROUP4 TS_PAIR_GROUP4 TS_PAIR_GROUP4 TS_PAIR_GROUP4
         ".Lts_pairs_dot_end:\n\t"
-        ".if .Lts_pairs_dot_end - .Lts_pairs_dot != 640\n\t"
-        ".error \"a group must be 40 bytes: ts_priv_pairs_dot_entry counts on it\"\n\t"
-        ".endif\n\t"
+        TS_PAIRS_640(".Lts_pairs_dot_end - .Lts_pairs_dot")
         "ldr     r4, [sp, #16]\n\t"
         "cmp     lr, r4\n\t"
         "bne     .Lts_pairs_dot\n\t"
@@ -642,9 +645,7 @@ __asm__(".syntax unified\n\t"
         ".Lts_pairs_once:\n\t"
         TS_PAIR_GROUP4 TS_PAIR_GROUP4 TS_PAIR_GROUP4 TS_PAIR_GROUP4
         ".Lts_pairs_rq:\n\t"
-        ".if .Lts_pairs_rq - .Lts_pairs_once != 640\n\t"
-        ".error \"a group must be 40 bytes: ts_priv_pairs_dot_entry counts on it\"\n\t"
-        ".endif\n\t"
+        TS_PAIRS_640(".Lts_pairs_rq - .Lts_pairs_once")
         "ldr     lr, [sp]\n\t"
         "ldmia   lr!, {r4-r9}\n\t"
         TS_PAIR_RQ("r0", "r4", "r5", "r6")
