@@ -14,7 +14,7 @@
 typedef struct {
     int32_t ncols; /* columns per block */
     int32_t Kc;    /* values per column */
-    int32_t table, sink, cols, patch; /* byte offsets */
+    int32_t sink, cols, patch;        /* byte offsets; the table starts the scratch */
     int32_t pair_table;               /* bytes of one group's ts_priv_pair_rq table */
     int32_t total;
 } conv_scratch;
@@ -28,7 +28,6 @@ static conv_scratch conv_scratch_layout(const ts_conv_params *params, const ts_d
     conv_scratch s;
     s.ncols = wide ? TS_MM_PAIR_COLS : TS_MM_COLS;
     s.Kc = has_patch ? (K + 3) & ~3 : K;
-    s.table = 0;
     s.pair_table = TS_PRIV_PAIR_RQ_BYTES(pairs);
     s.sink = wide ? groups * s.pair_table : (int32_t)sizeof(ts_priv_rq_row) * filter_dims->n;
     s.cols = s.sink + (wide ? (2 * pairs + 3) & ~3 : 0);
@@ -244,10 +243,10 @@ static TS_NOINLINE void im2col_pixel4(const ts_conv_params *params, const ts_dim
     }
 }
 
-/* Group g's table of ts_priv_pair_rq. */
-static ts_priv_pair_rq *pair_rq(int8_t *scratch, conv_scratch layout, int32_t g)
+/* Group g's table of ts_priv_pair_rq (they start the scratch, pair_table bytes each). */
+static ts_priv_pair_rq *pair_rq(int8_t *scratch, int32_t pair_table, int32_t g)
 {
-    return (ts_priv_pair_rq *)(void *)(scratch + layout.table + g * layout.pair_table);
+    return (ts_priv_pair_rq *)(void *)(scratch + g * pair_table);
 }
 
 /* What every block of a conv_dsp call multiplies its columns with. */
@@ -257,7 +256,7 @@ typedef struct {
     const ts_priv_rq_row *rq_rows;
     int32_t group, rows, K, Kc, cout;
     int8_t *scratch;
-    conv_scratch layout;
+    int32_t pair_table;
     const int16_t *wide_filter;
     int fused;
     const ts_conv_params *params;
@@ -280,7 +279,7 @@ static TS_ALWAYS_INLINE void block_matmul(conv_weights *cw, int wide, int32_t g,
     if (g != cw->group) {
         cw->group = g;
         cw->pairs.w = cw->wide_filter + g * ((cw->rows + 1) >> 1) * 2 * cw->Kc;
-        cw->pairs.rq = cw->fused ? pair_rq(cw->scratch, cw->layout, g) : NULL;
+        cw->pairs.rq = cw->fused ? pair_rq(cw->scratch, cw->pair_table, g) : NULL;
         cw->pairs.bias = bias;
         cw->pairs.multiplier = cw->quant->multiplier + m0;
         cw->pairs.shift = cw->quant->shift + m0;
@@ -311,14 +310,14 @@ static TS_ALWAYS_INLINE void conv_dsp(const ts_conv_params *params, const ts_cha
     int32_t b, p, g, j;
     cw.filter = filter;
     cw.wide_filter = wide_filter;
-    cw.rq_rows = (const ts_priv_rq_row *)(void *)(base + layout.table);
+    cw.rq_rows = (const ts_priv_rq_row *)(void *)base;
     cw.group = -1;
     cw.rows = rows;
     cw.K = filter_dims->h * filter_dims->w * filter_dims->c;
     cw.Kc = Kc;
     cw.cout = cout;
     cw.scratch = base;
-    cw.layout = layout;
+    cw.pair_table = layout.pair_table;
     cw.params = params;
     cw.quant = quant;
     cw.bias = bias;
@@ -327,9 +326,8 @@ static TS_ALWAYS_INLINE void conv_dsp(const ts_conv_params *params, const ts_cha
         for (g = 0; g < groups; ++g) {
             cw.fused &= ts_priv_pair_rqs(rows, Kc, bias != NULL ? bias + g * rows : NULL,
                                          quant->multiplier + g * rows, quant->shift + g * rows, params->output_offset,
-                                         pair_rq(base, layout, g));
+                                         pair_rq(base, layout.pair_table, g));
         }
-        cw.pairs.col_bytes = 2 * TS_MM_PAIR_COLS * Kc;
         cw.pairs.rows = rows;
         cw.pairs.Kc = Kc;
         cw.pairs.output_offset = params->output_offset;
@@ -339,7 +337,7 @@ static TS_ALWAYS_INLINE void conv_dsp(const ts_conv_params *params, const ts_cha
         cw.pairs.sink = base + layout.sink;
     } else {
         cw.fused = ts_priv_rq_rows(cout, quant->multiplier, quant->shift, params->output_offset,
-                                   (ts_priv_rq_row *)(void *)(base + layout.table));
+                                   (ts_priv_rq_row *)(void *)base);
     }
     if (filter_dims->h == 1 && filter_dims->w == 1 && params->stride.h == 1 && params->stride.w == 1 &&
         params->pad.top == 0 && params->pad.left == 0 && params->pad.bottom == 0 && params->pad.right == 0 &&

@@ -263,7 +263,7 @@ typedef struct {
 
 static inline int32_t dw_requant(const dw_ctx *k, int32_t acc2)
 {
-    return ts_smmlar(acc2, k->multiplier, k->round + (acc2 >> 31)) >> k->sh;
+    return ts_rq2_apply(k->multiplier, k->round, k->sh, acc2);
 }
 
 /* Copies input channel c (x points at it) into plane a, and channel c + 1 into plane b when b is not

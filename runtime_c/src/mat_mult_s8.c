@@ -511,11 +511,6 @@ int ts_priv_pair_rqs(int32_t rows, int32_t Kc, const int32_t *bias, const int32_
     return 1;
 }
 
-static inline int32_t rq2_apply(const ts_rq2 *q, int32_t a2)
-{
-    return ts_smmlar(a2, q->multiplier, q->round + (a2 >> 31)) >> q->sh;
-}
-
 /* acc[2 r + j] += the dot product of row r of the pair at w with column j, over `groups` groups. */
 static TS_ALWAYS_INLINE void dot_2x2_wide(const int16_t *w, const int16_t *x, int32_t groups, int32_t acc[4])
 {
@@ -543,10 +538,11 @@ static void pairs_fused(const int16_t *w, int32_t pairs, int32_t Kc, const int16
         int32_t acc[4];
         memcpy(acc, rq->acc, sizeof acc);
         dot_2x2_wide(w, cols, Kc >> 2, acc);
-        o0[0] = (int8_t)ts_clamp8(rq2_apply(&rq->row[0], acc[0]), act_min, act_max);
-        o1[0] = (int8_t)ts_clamp8(rq2_apply(&rq->row[0], acc[1]), act_min, act_max);
-        o0[1] = (int8_t)ts_clamp8(rq2_apply(&rq->row[1], acc[2]), act_min, act_max);
-        o1[1] = (int8_t)ts_clamp8(rq2_apply(&rq->row[1], acc[3]), act_min, act_max);
+        const ts_rq2 *r0 = &rq->row[0], *r1 = &rq->row[1];
+        o0[0] = (int8_t)ts_clamp8(ts_rq2_apply(r0->multiplier, r0->round, r0->sh, acc[0]), act_min, act_max);
+        o1[0] = (int8_t)ts_clamp8(ts_rq2_apply(r0->multiplier, r0->round, r0->sh, acc[1]), act_min, act_max);
+        o0[1] = (int8_t)ts_clamp8(ts_rq2_apply(r1->multiplier, r1->round, r1->sh, acc[2]), act_min, act_max);
+        o1[1] = (int8_t)ts_clamp8(ts_rq2_apply(r1->multiplier, r1->round, r1->sh, acc[3]), act_min, act_max);
     }
 }
 
@@ -624,8 +620,8 @@ __asm__(".syntax unified\n\t"
         "push    {r4-r11, lr}\n\t"
         "sub     sp, #28\n\t"
         "ldr     ip, [r0]\n\t"      /* w */
-        "ldrd    lr, r4, [r0, #4]\n\t" /* rq, col_bytes */
-        "add     r5, r1, r4\n\t"    /* cols_end */
+        "ldrd    lr, r4, [r0, #4]\n\t" /* rq, Kc */
+        "add     r5, r1, r4, lsl #2\n\t" /* cols_end: a pair of columns is 4 * Kc bytes */
         "strd    r2, r3, [sp, #4]\n\t"
         "strd    r1, r5, [sp, #12]\n\t"
         "ldmia   lr!, {r0-r3, r6}\n\t" /* the first pair's accumulators and dot entry */

@@ -89,8 +89,8 @@ int ts_priv_pair_rqs(int32_t rows, int32_t Kc, const int32_t *bias, const int32_
 typedef struct {
     const int16_t *w;          /* the group's pre-widened weights */
     const ts_priv_pair_rq *rq; /* from ts_priv_pair_rqs, or NULL: one output at a time */
-    int32_t col_bytes;         /* 2 * TS_MM_PAIR_COLS * Kc: a pair of columns */
-    int32_t rows, Kc;
+    int32_t Kc;                /* values per column */
+    int32_t rows;
     const int32_t *bias, *multiplier, *shift; /* the group's */
     int32_t output_offset, act_min, act_max;
     int32_t out_stride; /* from one pixel's outputs to the next's */

@@ -16,6 +16,8 @@
 
 #include <stdint.h>
 
+#include "simd.h"
+
 #if defined(__ARM_FEATURE_SAT) && defined(__GNUC__)
 #include <arm_acle.h>
 #endif
@@ -179,6 +181,14 @@ static inline ts_rq2 ts_rq2_make(int32_t multiplier, int32_t shift, int32_t zp)
     q.round = (int32_t)((1u << (uint32_t)(q.sh - 1)) + (uint32_t)zp * (1u << (uint32_t)q.sh));
     return q;
 }
+
+#if TS_HAVE_DSP
+/* requantize + zp of the doubled accumulator a2, not yet clamped */
+static inline int32_t ts_rq2_apply(int32_t multiplier, int32_t round, int32_t sh, int32_t a2)
+{
+    return ts_smmlar(a2, multiplier, round + (a2 >> 31)) >> sh;
+}
+#endif
 
 /* clamp(x, lo, hi) for -128 <= lo <= hi <= 127 */
 static inline int32_t ts_clamp8(int32_t x, int32_t lo, int32_t hi)
